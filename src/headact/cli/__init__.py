@@ -25,8 +25,9 @@ def main(verbose: int) -> None:
 
 def _register() -> None:
     # Command modules import torch only inside the dump commands, so analyze stays torch-free.
-    from headact.cli import store_cmds
+    from headact.cli import dump_cmd, store_cmds
 
+    main.add_command(dump_cmd.dump)
     for command in store_cmds.COMMANDS:
         main.add_command(command)
 

@@ -1,0 +1,44 @@
+"""The whole dump from paths: read the data file, load the model, dump, report."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from headact.dump.data import file_sha256, read_samples
+from headact.dump.loading import ModelSpec, load_model
+from headact.dump.runner import DumpOptions, DumpResult, dump_model
+from headact.errors import StoreExistsError
+from headact.store.backends import backend_kind
+
+
+def dump_files(
+    spec: ModelSpec,
+    data_path: str | os.PathLike,
+    out: str | os.PathLike,
+    options: DumpOptions,
+    *,
+    sample_num: int | None = None,
+    seed: int = 42,
+    field: str | None = None,
+) -> DumpResult:
+    """Check the output path, read the samples, load the model, then dump."""
+    backend_kind(out)
+    if Path(out).exists() and not options.overwrite:
+        raise StoreExistsError(
+            f"{out} already exists; pass --overwrite to replace it."
+        )
+    samples = read_samples(data_path, sample_num=sample_num, seed=seed, field=field)
+    model, tokenizer, _device = load_model(spec)
+    data = {
+        "path": str(data_path),
+        "sha256": file_sha256(data_path),
+        "n_records": samples.n_records,
+        "format": samples.data_format,
+        "field": samples.field,
+        "sample_num": sample_num,
+        "seed": seed,
+        "selection": samples.selection,
+    }
+    return dump_model(model, tokenizer, samples.texts, out, options=options, index=samples.index,
+                      model_name=spec.name, revision=spec.revision, data=data)

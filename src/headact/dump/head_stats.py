@@ -1,0 +1,45 @@
+"""Per-head token-norm statistics of one batch, reduced on the device in float32."""
+
+from __future__ import annotations
+
+import torch
+
+from headact.store.layout import STATS
+
+N_STATS = len(STATS)
+
+
+def gram_matrices(weight_in_out: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """G_h = W_O^h W_O^hᵀ, [heads, d_head, d_head] in float32, from a weight laid out [in, out]."""
+    w = weight_in_out.detach().to(torch.float32)
+    per_head = w.reshape(num_heads, w.shape[0] // num_heads, w.shape[1])
+    return per_head @ per_head.transpose(1, 2)
+
+
+def squared_norms(z: torch.Tensor, gram: torch.Tensor | None) -> torch.Tensor:
+    """‖y_{h,t}‖² as [batch, tokens, heads]: z itself, or z W_O^h through the Gram matrix."""
+    if gram is None:
+        return z.square().sum(-1)
+    # z G zᵀ without forming the d_model-wide per-head vectors.
+    return torch.einsum("bthd,hde,bthe->bth", z, gram, z).clamp_min_(0.0)
+
+
+def masked_token_stats(sq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[batch, stats, heads]: sum, sumsq, first, last, max of ‖y‖ over the counted tokens.
+
+    `sq` holds squared norms [batch, tokens, heads]; `mask` is bool [batch, tokens]. Pad
+    positions are selected away with `where`, never multiplied, so a NaN there cannot leak.
+    """
+    keep = mask.unsqueeze(-1)
+    norms = sq.sqrt()
+    zero = torch.zeros((), dtype=sq.dtype, device=sq.device)
+    total = torch.where(keep, norms, zero).sum(1)
+    total_sq = torch.where(keep, sq, zero).sum(1)
+    peak = torch.where(keep, norms, torch.full((), float("-inf"), device=sq.device)).amax(1)
+    as_int = mask.to(torch.int8)
+    first_pos = as_int.argmax(1)
+    last_pos = mask.shape[1] - 1 - as_int.flip(1).argmax(1)
+    heads = sq.shape[-1]
+    first = norms.gather(1, first_pos.view(-1, 1, 1).expand(-1, 1, heads)).squeeze(1)
+    last = norms.gather(1, last_pos.view(-1, 1, 1).expand(-1, 1, heads)).squeeze(1)
+    return torch.stack((total, total_sq, first, last, peak), dim=1)

@@ -1,0 +1,331 @@
+"""Dump per-sample per-head norm statistics of a loaded model over texts into a store."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from headact import __version__
+from headact.dump.background import BackgroundBlockWriter
+from headact.dump.batching import (
+    bucket_batches,
+    default_max_length,
+    pad_id_of,
+    pad_right,
+    tokenize_texts,
+)
+from headact.dump.data import parse_index_list
+from headact.dump.hooks import HeadStatsCollector, StopForward, verify_projections
+from headact.dump.loading import tokenizer_fingerprint, weights_fingerprint
+from headact.dump.projections import (
+    ResolvedProjections,
+    config_value,
+    resolve_output_projections,
+)
+from headact.errors import DataError
+from headact.store import layout
+from headact.store.samples import SampleTable
+from headact.store.writer import StorePlan, StoreWriter, default_block_size
+
+log = logging.getLogger("headact.dump")
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    """How to dump: which sites, layers and heads, batch and block sizes, truncation."""
+
+    sites: tuple[str, ...] = layout.SITES
+    layers: Sequence[int] | str | None = None  # indices, or a spec like "0,2,5-7"
+    heads: Sequence[int] | str | None = None
+    batch_size: int = 8
+    max_length: int | None = None
+    block_size: int | None = None
+    overwrite: bool = False
+    hook_module: str | None = None
+    progress: bool = False
+    command_line: str | None = None
+
+
+@dataclass(frozen=True)
+class DumpResult:
+    """What a finished dump wrote and how fast."""
+
+    path: Path
+    n_samples: int
+    n_tokens: int
+    n_truncated: int
+    duration_s: float
+    samples_per_s: float
+    tokens_per_s: float
+    writing_s: float
+    nonfinite: dict[str, int] = field(default_factory=dict)
+
+
+def _forward_kwargs(model: torch.nn.Module) -> dict[str, Any]:
+    params = inspect.signature(model.forward).parameters
+    extra: dict[str, Any] = {}
+    if "use_cache" in params:
+        extra["use_cache"] = False
+    return extra
+
+
+def _check_sites(sites: Sequence[str]) -> tuple[str, ...]:
+    bad = [s for s in sites if s not in layout.SITES]
+    if bad or not sites:
+        raise DataError(f"--sites {','.join(sites)}: choose from {', '.join(layout.SITES)}.")
+    return tuple(s for s in layout.SITES if s in sites)
+
+
+def _subset(values: Sequence[int] | str | None, upper: int, what: str) -> tuple[int, ...]:
+    if isinstance(values, str):
+        values = parse_index_list(values, upper, what)
+    if values is None:
+        return tuple(range(upper))
+    chosen = sorted(set(int(v) for v in values))
+    bad = [v for v in chosen if not 0 <= v < upper]
+    if bad or not chosen:
+        raise DataError(
+            f"{what} {bad[0] if bad else '(none)'} is out of range; the model has {upper} {what} "
+            f"(0-{upper - 1})."
+        )
+    return tuple(chosen)
+
+
+def model_metadata(model: torch.nn.Module, resolved: ResolvedProjections, name: str | None,
+                   revision: str | None) -> dict[str, Any]:
+    """The store's `model` section."""
+    config = model.config
+    text_config = getattr(config, "text_config", None) or config
+    first = resolved.projections[0]
+    fingerprint, method = weights_fingerprint(model)
+    heads = first.num_heads
+    return {
+        "name": name or str(getattr(config, "_name_or_path", "") or type(model).__name__),
+        "revision": revision,
+        "commit_hash": getattr(config, "_commit_hash", None),
+        "architecture": type(model).__name__,
+        "model_type": str(getattr(config, "model_type", "") or "unknown"),
+        "num_layers": len(resolved.projections),
+        "num_heads": heads,
+        "num_key_value_heads": config_value(text_config, "num_key_value_heads", "num_kv_heads",
+                                            "n_head_kv") or heads,
+        "head_dim": first.head_dim,
+        "hidden_size": first.out_features,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+        "fingerprint": fingerprint,
+        "fingerprint_method": method,
+        "adapter": _adapter_name(model),
+    }
+
+
+def _adapter_name(model: torch.nn.Module) -> str | None:
+    peft_config = getattr(model, "peft_config", None)
+    if not peft_config:
+        return None
+    first = next(iter(peft_config.values()))
+    return str(getattr(first, "base_model_name_or_path", None) or "peft adapter")
+
+
+def _run_metadata(model, device: torch.device, options: DumpOptions) -> dict[str, Any]:
+    import h5py
+    import transformers
+    import zarr
+
+    config = model.config
+    return {
+        "headact_version": __version__,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "zarr_version": zarr.__version__,
+        "h5py_version": h5py.__version__,
+        "python_version": platform.python_version(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "batch_size": options.batch_size,
+        "compute_dtype": "float32",
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+        "world_size": 1,
+        "command_line": options.command_line,
+        "duration_s": None,
+        "samples_per_s": None,
+        "tokens_per_s": None,
+    }
+
+
+def dump_model(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    out: str | Path,
+    *,
+    options: DumpOptions | None = None,
+    index: Sequence[int] | None = None,
+    model_name: str | None = None,
+    revision: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> DumpResult:
+    """Hook every chosen head of an already-loaded model and write a format-1 store of `texts`.
+
+    `index` gives each text's position in its source (default 0..n-1); `data` fills the
+    store's `data` section (path, sha256, selection...) when the texts came from a file.
+    """
+    options = options or DumpOptions()
+    if options.batch_size < 1:
+        raise DataError("--batch-size must be at least 1.")
+    texts = list(texts)
+    if not texts:
+        raise DataError("there are no texts to dump; give at least one.")
+    sites = _check_sites(options.sites)
+    resolved = resolve_output_projections(model, template=options.hook_module)
+    n_layers = len(resolved.projections)
+    num_heads = resolved.projections[0].num_heads
+    layers = _subset(options.layers, n_layers, "layers")
+    heads = _subset(options.heads, num_heads, "heads")
+    projections = [resolved.projections[i] for i in layers]
+    device = next(model.parameters()).device
+
+    max_length = options.max_length or default_max_length(model, tokenizer)
+    tokens = tokenize_texts(tokenizer, texts, max_length)
+    lengths = tokens.lengths
+    index = list(range(len(texts))) if index is None else list(index)
+    samples = SampleTable.build(index, texts, tokens.ids, tokens.truncated)
+    pad_id = pad_id_of(tokenizer)
+    forward_extra = _forward_kwargs(model)
+
+    probe = [x[:8] for x in tokens.ids[:2]]
+    probe_ids, probe_mask = pad_right(probe, pad_id)
+    verify_projections(model, projections, {"input_ids": probe_ids.to(device),
+                                            "attention_mask": probe_mask.to(device),
+                                            **forward_extra})
+
+    block_size = options.block_size or default_block_size(len(layers), len(heads))
+    plan = StorePlan(len(texts), layers, heads, sites, block_size)
+    metadata = {
+        "model": model_metadata(model, resolved, model_name, revision),
+        "tokenizer": {
+            "name": str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
+            "class": type(tokenizer).__name__,
+            "vocab_size": int(len(tokenizer)),
+            "padding_side": "right",
+            "pad_token_id": pad_id,
+            "add_special_tokens": True,
+            "max_length": int(max_length),
+            "files_hash": tokenizer_fingerprint(tokenizer),
+        },
+        "data": data or {
+            "path": None, "sha256": None, "n_records": len(texts), "format": None,
+            "field": None, "sample_num": None, "seed": None,
+            "selection": "texts passed in by the caller, in order",
+        },
+        "hook": {
+            "modules": [p.path for p in projections],
+            "weight_layout": resolved.layout,
+            "resolved_by": resolved.resolved_by,
+            "template": resolved.template,
+            "sites": list(sites),
+            "stats": list(layout.STATS),
+            "token_filter": "attention_mask == 1 after truncation",
+        },
+        "run": _run_metadata(model, device, options),
+    }
+    writer = StoreWriter.create(out, plan, samples, metadata, overwrite=options.overwrite)
+    try:
+        return _run_blocks(model, writer, plan, tokens, lengths, projections, pad_id,
+                           forward_extra, options, device, stop_early=layers[-1] < n_layers - 1)
+    finally:
+        writer.close()
+
+
+def _run_blocks(model, writer: StoreWriter, plan: StorePlan, tokens, lengths, projections,
+                pad_id: int, forward_extra: dict, options: DumpOptions, device: torch.device,
+                stop_early: bool) -> DumpResult:
+    from tqdm.auto import tqdm
+
+    cuda = device.type == "cuda"
+    n_sites = len(plan.sites)
+    started = time.perf_counter()
+    todo = [b for b, done in enumerate(writer.done_blocks()) if not done]
+    counted = 0
+    bar = tqdm(total=plan.n_samples, unit="sample", disable=not options.progress,
+               desc="dump", dynamic_ncols=True)
+    bar.update(plan.n_samples - sum(plan.block_rows(b).stop - plan.block_rows(b).start
+                                    for b in todo))
+    background = BackgroundBlockWriter(writer.write_block)
+    try:
+        with HeadStatsCollector(projections, plan.heads, plan.sites,
+                                stop_after_last=stop_early) as collector, torch.inference_mode():
+            for block in todo:
+                rows = plan.block_rows(block)
+                block_rows = np.arange(rows.start, rows.stop)
+                values = np.empty((len(block_rows), n_sites, len(projections), len(layout.STATS),
+                                   len(plan.heads)), dtype=np.float32)
+                for batch in bucket_batches(block_rows, lengths, options.batch_size):
+                    input_ids, mask = pad_right([tokens.ids[i] for i in batch], pad_id, pin=cuda)
+                    input_ids = input_ids.to(device, non_blocking=cuda)
+                    mask = mask.to(device, non_blocking=cuda)
+                    collector.begin(mask)
+                    try:
+                        model(input_ids=input_ids, attention_mask=mask, **forward_extra)
+                    except StopForward:
+                        pass
+                    stats = collector.result()
+                    host = stats.to("cpu", non_blocking=False) if not cuda else _to_host(stats)
+                    values[batch - rows.start] = host.numpy()
+                    n_tok = int(lengths[batch].sum())
+                    counted += n_tok
+                    bar.update(len(batch))
+                    elapsed = max(time.perf_counter() - started, 1e-9)
+                    bar.set_postfix_str(f"{counted / elapsed:,.0f} tok/s", refresh=False)
+                background.submit(block, {
+                    (site, stat): values[:, s, :, k, :]
+                    for s, site in enumerate(plan.sites)
+                    for k, stat in enumerate(layout.STATS)
+                })
+    finally:
+        try:
+            background.close()
+        finally:
+            bar.close()
+    duration = time.perf_counter() - started
+    n_samples = sum(plan.block_rows(b).stop - plan.block_rows(b).start for b in todo)
+    run = {
+        "duration_s": round(duration, 3),
+        "samples_per_s": round(n_samples / duration, 3) if duration else None,
+        "tokens_per_s": round(counted / duration, 3) if duration else None,
+    }
+    writer.finalize(run)
+    nonfinite = writer.metadata.get("nonfinite", {})
+    for site, count in nonfinite.items():
+        if count:
+            log.warning("%d (sample, layer, head) cells at site %s are not finite", count, site)
+    return DumpResult(
+        path=writer.path,
+        n_samples=plan.n_samples,
+        n_tokens=int(lengths.sum()),
+        n_truncated=int(tokens.truncated.sum()),
+        duration_s=duration,
+        samples_per_s=run["samples_per_s"] or 0.0,
+        tokens_per_s=run["tokens_per_s"] or 0.0,
+        writing_s=background.seconds_writing,
+        nonfinite=dict(nonfinite),
+    )
+
+
+def _to_host(stats: torch.Tensor) -> torch.Tensor:
+    """One small device-to-host copy per batch, into pinned memory."""
+    host = torch.empty(stats.shape, dtype=stats.dtype, pin_memory=True)
+    host.copy_(stats, non_blocking=True)
+    torch.cuda.current_stream(stats.device).synchronize()
+    return host
+

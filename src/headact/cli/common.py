@@ -31,7 +31,9 @@ def reports_errors(func: F) -> F:
 def configure_logging(verbosity: int) -> None:
     """-v shows info, -vv debug; the default shows warnings only."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("headact").setLevel(level)
 
 

@@ -15,7 +15,8 @@ from headact.store.layout import SITES
 @click.option("--model", "model_name", required=True,
               help="A local model directory (save_pretrained) or a hub id.")
 @click.option("--data", "data_path", required=True, type=click.Path(),
-              help="JSON array or JSON Lines file of texts, or of objects with input/text/question.")
+              help="JSON array or JSON Lines file of texts, or of objects with "
+              "input/text/question.")
 @click.option("--out", required=True, type=click.Path(),
               help="Store to write: NAME.zarr (default choice) or NAME.h5.")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit).")

@@ -54,7 +54,7 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> Tokenize
     if long_rows:
         cut = tokenizer([texts[i] for i in long_rows], add_special_tokens=True, truncation=True,
                         max_length=max_length, verbose=False)
-        for row, x in zip(long_rows, cut["input_ids"]):
+        for row, x in zip(long_rows, cut["input_ids"], strict=True):
             ids[row] = np.asarray(x, dtype=np.int64)
     empty = [i for i, x in enumerate(ids) if len(x) == 0]
     if empty:

@@ -80,7 +80,7 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
         """The batch's statistics; every hook must have fired exactly once."""
         if self._out is None:
             raise RuntimeError("begin() was not called")
-        wrong = [(p.path, n) for p, n in zip(self.projections, self.calls) if n != 1]
+        wrong = [(p.path, n) for p, n in zip(self.projections, self.calls, strict=True) if n != 1]
         if wrong:
             path, count = wrong[0]
             raise ModelError(
@@ -117,7 +117,9 @@ def verify_projections(
 ) -> None:
     """Run one tiny batch: each hook fires once, sees [batch, tokens, heads × head_dim], and
     re-applying the projection to what it saw reproduces the module's output."""
-    seen: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {i: [] for i in range(len(projections))}
+    seen: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {
+        i: [] for i in range(len(projections))
+    }
     with contextlib.ExitStack() as stack:
         for slot, p in enumerate(projections):
             def hook(module, args, output, slot=slot):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -106,7 +107,8 @@ def load_model(spec: ModelSpec):
     major = int(transformers.__version__.split(".")[0])
     kwargs["dtype" if major >= 5 else "torch_dtype"] = dtype
     try:
-        model = AutoModel.from_pretrained(spec.name, **kwargs)
+        with quiet_transformers():
+            model = AutoModel.from_pretrained(spec.name, **kwargs)
     except ValueError as exc:
         raise ModelError(
             f"{spec.name}: cannot load the model ({str(exc).splitlines()[0]}); check "
@@ -128,6 +130,26 @@ def load_model(spec: ModelSpec):
             "beside the model."
         ) from None
     return model, tokenizer, device
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports and progress bars unless headact runs with -v."""
+    from transformers.utils import logging as hf_logging
+
+    if log.isEnabledFor(logging.INFO):
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def local_dir(model) -> Path | None:

@@ -1,4 +1,4 @@
-"""Find each layer's attention output projection: the known table, a structural search, or a template."""
+"""Find each layer's attention output projection: known table, structural search, or template."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import platform
@@ -275,10 +276,8 @@ def _run_blocks(model, writer: StoreWriter, plan: StorePlan, tokens, lengths, pr
                     input_ids = input_ids.to(device, non_blocking=cuda)
                     mask = mask.to(device, non_blocking=cuda)
                     collector.begin(mask)
-                    try:
+                    with contextlib.suppress(StopForward):
                         model(input_ids=input_ids, attention_mask=mask, **forward_extra)
-                    except StopForward:
-                        pass
                     stats = collector.result()
                     host = stats.to("cpu", non_blocking=False) if not cuda else _to_host(stats)
                     values[batch - rows.start] = host.numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
@@ -86,9 +87,12 @@ class ZarrBackend:
                     raise StoreError(f"{path}: not a zip archive; make one with `headact archive`.")
                 self.kind = "zarr-zip"
                 store = zarr.storage.ZipStore(str(path), mode="r")
-                self.group = zarr.open_group(store=store, mode="r")
+                self.group = zarr.open_group(store=store, mode="r", use_consolidated=False)
             else:
-                self.group = zarr.open_group(str(path), mode=mode)
+                # The array metadata itself is the truth; a consolidated copy can be stale.
+                self.group = zarr.open_group(
+                    str(path), mode=mode, use_consolidated=False if mode != "w-" else None
+                )
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise StoreError(f"{path}: no zarr store there; check the path.") from exc
         except FileExistsError as exc:  # pragma: no cover - mode "w-" races
@@ -139,9 +143,8 @@ class ZarrBackend:
         )
 
     def array_names(self) -> list[str]:
-        return sorted(
-            name for name, node in self.group.members(max_depth=None) if isinstance(node, zarr.Array)
-        )
+        members = self.group.members(max_depth=None)
+        return sorted(name for name, node in members if isinstance(node, zarr.Array))
 
     def get_metadata(self) -> dict[str, Any] | None:
         value = self.group.attrs.get(ROOT_ATTRIBUTE)
@@ -196,7 +199,7 @@ class Hdf5Backend:
             name,
             shape=shape,
             dtype=dtype,
-            chunks=tuple(max(1, min(c, s)) for c, s in zip(chunks, shape)) if all(shape) else None,
+            chunks=_hdf5_chunks(chunks, shape),
             fillvalue=fill_value,
             compression="gzip",
             compression_opts=4,
@@ -277,10 +280,16 @@ class Hdf5Backend:
         self.file.flush()
 
     def close(self) -> None:
-        try:
+        # Closing a file whose writer died can fail; there is nothing left to save then.
+        with contextlib.suppress(Exception):
             self.file.close()
-        except Exception:  # noqa: BLE001 - closing a file that failed to open
-            pass
+
+
+def _hdf5_chunks(chunks: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """HDF5 chunks may not exceed the shape; an empty array needs none."""
+    if not all(shape):
+        return None
+    return tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
 
 
 def open_backend(path: str | os.PathLike, mode: str) -> ZarrBackend | Hdf5Backend:

@@ -46,7 +46,9 @@ def norm_path(site: str, stat: str) -> str:
     return f"norms/{site}/{stat}"
 
 
-def expected_arrays(sites: tuple[str, ...] | list[str]) -> dict[str, tuple[np.dtype, tuple[str, ...]]]:
+def expected_arrays(
+    sites: tuple[str, ...] | list[str],
+) -> dict[str, tuple[np.dtype, tuple[str, ...]]]:
     """Every array a format-1 norms store holds for these sites, with its dtype and dims."""
     arrays: dict[str, tuple[np.dtype, tuple[str, ...]]] = {
         LAYER: (COORD_DTYPE, ("layer",)),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,14 @@ STORE_SCHEMA = "store-v1.schema.json"
 
 def _schema_dirs() -> list[Path]:
     dirs = []
-    try:
+    with contextlib.suppress(ModuleNotFoundError, TypeError):  # odd importers
         dirs.append(Path(str(resources.files("headact") / "schemas")))
-    except (ModuleNotFoundError, TypeError):  # pragma: no cover - odd importers
-        pass
     # An editable install reads them from the repository root.
     dirs.append(Path(__file__).resolve().parents[3] / "schemas")
     return dirs
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """The parsed JSON Schema called `name` from headact's `schemas/` folder."""
     for folder in _schema_dirs():

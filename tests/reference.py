@@ -1,0 +1,64 @@
+"""An independent computation of the stored statistics: one sample at a time, no padding,
+float64 numpy, the `out` site formed explicitly as z_h W_O^h (no Gram matrix)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def reference_stats(model_dir: Path, texts: list[str], projection: str, layers: list[int],
+                    heads: list[int], max_length: int | None = None) -> dict[tuple[str, str],
+                                                                             np.ndarray]:
+    """{(site, stat): [sample, layer, head]} computed the slow, obvious way."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    n_heads = model.config.num_attention_heads
+    modules = dict(model.named_modules())
+    out = {(site, stat): np.full((len(texts), len(layers), len(heads)), np.nan)
+           for site in ("z", "out") for stat in ("sum", "sumsq", "first", "last", "max")}
+    for i, text in enumerate(texts):
+        enc = tokenizer(text, return_tensors="pt", truncation=max_length is not None,
+                        max_length=max_length)
+        captured: dict[int, np.ndarray] = {}
+        handles = []
+        for j, layer in enumerate(layers):
+            module = modules[projection.format(layer=layer)]
+
+            def grab(mod, args, j=j, captured=captured):
+                captured[j] = args[0][0].detach().double().numpy()
+
+            handles.append(module.register_forward_pre_hook(grab))
+        with torch.no_grad():
+            model(**enc)
+        for h in handles:
+            h.remove()
+        for j, layer in enumerate(layers):
+            module = modules[projection.format(layer=layer)]
+            x = captured[j]  # [tokens, heads*dim]
+            d = x.shape[1] // n_heads
+            weight = module.weight.detach().double().numpy()
+            w_in_out = weight if type(module).__name__ == "Conv1D" else weight.T
+            for k, h in enumerate(heads):
+                z = x[:, h * d:(h + 1) * d]
+                y = z @ w_in_out[h * d:(h + 1) * d, :]
+                for site, vec in (("z", z), ("out", y)):
+                    norms = np.linalg.norm(vec, axis=1)
+                    out[(site, "sum")][i, j, k] = norms.sum()
+                    out[(site, "sumsq")][i, j, k] = (norms ** 2).sum()
+                    out[(site, "first")][i, j, k] = norms[0]
+                    out[(site, "last")][i, j, k] = norms[-1]
+                    out[(site, "max")][i, j, k] = norms.max()
+    return out
+
+
+def texts_of(path: Path) -> list[str]:
+    """The texts of a JSON array in the original data format."""
+    records = json.loads(path.read_text(encoding="utf-8"))
+    return [r if isinstance(r, str) else next(r[k] for k in ("input", "text", "question")
+                                              if k in r) for r in records]

@@ -14,12 +14,18 @@ def reference_stats(model_dir: Path, texts: list[str], projection: str, layers: 
                                                                              np.ndarray]:
     """{(site, stat): [sample, layer, head]} computed the slow, obvious way."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir).eval()
+    # The class that saved the checkpoint, with its head: a different path from headact's.
+    saving_class = getattr(transformers, AutoConfig.from_pretrained(model_dir).architectures[0])
+    model = saving_class.from_pretrained(model_dir).eval()
     n_heads = model.config.num_attention_heads
-    modules = dict(model.named_modules())
+    modules = {}
+    for name, module in model.named_modules():
+        modules[name] = module
+        modules.setdefault(name.split(".", 1)[-1], module)  # without the wrapper's prefix
     out = {(site, stat): np.full((len(texts), len(layers), len(heads)), np.nan)
            for site in ("z", "out") for stat in ("sum", "sumsq", "first", "last", "max")}
     for i, text in enumerate(texts):
@@ -35,7 +41,7 @@ def reference_stats(model_dir: Path, texts: list[str], projection: str, layers: 
 
             handles.append(module.register_forward_pre_hook(grab))
         with torch.no_grad():
-            model(**enc)
+            model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         for h in handles:
             h.remove()
         for j, layer in enumerate(layers):

@@ -108,7 +108,11 @@ def load_model(spec: ModelSpec):
     kwargs["dtype" if major >= 5 else "torch_dtype"] = dtype
     try:
         with quiet_transformers():
-            model = AutoModel.from_pretrained(spec.name, **kwargs)
+            model = _load_weights(AutoModel, spec.name, kwargs)
+            if model is None:
+                # Some versions cannot map a task checkpoint's keys onto the bare base class
+                # (transformers 4.57 with Gemma 3): load the class that saved it instead.
+                model = _load_weights(_saving_class(config), spec.name, kwargs, final=True)
     except ValueError as exc:
         raise ModelError(
             f"{spec.name}: cannot load the model ({str(exc).splitlines()[0]}); check "
@@ -130,6 +134,34 @@ def load_model(spec: ModelSpec):
             "beside the model."
         ) from None
     return model, tokenizer, device
+
+
+def _saving_class(config):
+    """The transformers class named first in the config's `architectures`."""
+    import transformers
+
+    names = getattr(config, "architectures", None) or []
+    cls = getattr(transformers, names[0], None) if names else None
+    if cls is None:
+        raise ModelError(
+            "the checkpoint's weights do not fit the base model class and its config names no "
+            "known architecture; load the model yourself and use headact.dump.dump_model."
+        )
+    return cls
+
+
+def _load_weights(cls, name: str, kwargs: dict, final: bool = False):
+    """The model, or None when weights were missing (they would be silently random)."""
+    model, info = cls.from_pretrained(name, output_loading_info=True, **kwargs)
+    missing = list(info.get("missing_keys") or [])
+    if not missing:
+        return model
+    if not final:
+        return None
+    raise ModelError(
+        f"{name}: {len(missing)} weights are missing from the checkpoint (e.g. {missing[0]}) "
+        "and would be random; check that it was saved completely and for this architecture."
+    )
 
 
 @contextlib.contextmanager

@@ -199,6 +199,10 @@ def _from_template(
         candidates.append(path.split(".", 1)[1] if "." in path else path)
         found = next((c for c in candidates if c in modules), None)
         if found is None:
+            # Any other wrapper prefix (e.g. `language_model.`), if it is unambiguous.
+            tails = [name for name in modules if name.endswith("." + path)]
+            found = tails[0] if len(tails) == 1 else None
+        if found is None:
             if not strict:
                 return None
             raise ModelError(

@@ -29,3 +29,9 @@ class ModelError(HeadactError):
 
 class PairingError(HeadactError):
     """Two stores cannot be compared sample by sample and head by head."""
+
+
+class DumpInterrupted(HeadactError):
+    """The user stopped a dump; what was committed stays and the dump can be resumed."""
+
+    exit_code = 130

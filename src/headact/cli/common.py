@@ -23,7 +23,9 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except HeadactError as exc:
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))
+            error.exit_code = getattr(exc, "exit_code", 1)
+            raise error from None
 
     return wrapper  # type: ignore[return-value]
 

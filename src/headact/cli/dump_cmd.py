@@ -45,13 +45,15 @@ from headact.store.layout import SITES
 @click.option("--block-size", type=int, default=None,
               help="Samples per committed block (one chunk); default about 1 MiB per array.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
+@click.option("--resume", is_flag=True,
+              help="Finish an interrupted store at --out: redo only the blocks not committed.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @reports_errors
 def dump(model_name: str, data_path: str, out: str, revision: str | None, dtype: str,
          device: str, attn_implementation: str | None, trust_remote_code: bool, sites: str,
          layers: str | None, heads: str | None, hook_module: str | None, field: str | None,
          sample_num: int | None, seed: int, max_length: int | None, batch_size: int,
-         block_size: int | None, overwrite: bool, quiet: bool) -> None:
+         block_size: int | None, overwrite: bool, resume: bool, quiet: bool) -> None:
     """Write per-sample, per-head norm statistics of MODEL over DATA to a store.
 
     For every attention head h and every text, stores the sum, sum of squares, first, last
@@ -77,6 +79,7 @@ def dump(model_name: str, data_path: str, out: str, revision: str | None, dtype:
         max_length=max_length,
         block_size=block_size,
         overwrite=overwrite,
+        resume=resume,
         hook_module=hook_module,
         progress=progress_enabled(quiet),
         command_line=shlex.join(["headact", *sys.argv[1:]]),

@@ -19,6 +19,7 @@ class BackgroundBlockWriter:
         self._write = write
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._closed = False
         self.seconds_writing = 0.0
         self._thread = threading.Thread(target=self._run, name="headact-writer", daemon=True)
         self._thread.start()
@@ -44,9 +45,11 @@ class BackgroundBlockWriter:
         self._queue.put((block, arrays))
 
     def close(self) -> None:
-        """Wait for every queued block to be written, then raise any error."""
-        self._queue.put(_DONE)
-        self._thread.join()
+        """Wait for every queued block to be written, then raise any error (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_DONE)
+            self._thread.join()
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:

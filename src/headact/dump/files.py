@@ -24,9 +24,9 @@ def dump_files(
 ) -> DumpResult:
     """Check the output path, read the samples, load the model, then dump."""
     backend_kind(out)
-    if Path(out).exists() and not options.overwrite:
+    if Path(out).exists() and not (options.overwrite or options.resume):
         raise StoreExistsError(
-            f"{out} already exists; pass --overwrite to replace it."
+            f"{out} already exists; pass --overwrite to replace it, or --resume to finish it."
         )
     samples = read_samples(data_path, sample_num=sample_num, seed=seed, field=field)
     model, tokenizer, _device = load_model(spec)

@@ -145,7 +145,7 @@ def verify_projections(
             )
         with torch.inference_mode():
             again = p.module(x)
-        if not torch.allclose(again.float(), y.float(), rtol=1e-3, atol=1e-3):
+        if not torch.allclose(again.float(), y.float(), rtol=1e-3, atol=1e-3, equal_nan=True):
             raise ModelError(
                 f"re-applying {p.path} to its captured input does not reproduce its output; the "
                 "hook point is not a plain projection — pass --hook-module."

@@ -32,8 +32,9 @@ from headact.dump.projections import (
     config_value,
     resolve_output_projections,
 )
-from headact.errors import DataError
+from headact.errors import DataError, DumpInterrupted, StoreError
 from headact.store import layout
+from headact.store.resume import open_for_resume
 from headact.store.samples import SampleTable
 from headact.store.writer import StorePlan, StoreWriter, default_block_size
 
@@ -51,6 +52,7 @@ class DumpOptions:
     max_length: int | None = None
     block_size: int | None = None
     overwrite: bool = False
+    resume: bool = False
     hook_module: str | None = None
     progress: bool = False
     command_line: str | None = None
@@ -240,7 +242,15 @@ def dump_model(
         },
         "run": _run_metadata(model, device, options),
     }
-    writer = StoreWriter.create(out, plan, samples, metadata, overwrite=options.overwrite)
+    if options.resume and options.overwrite:
+        raise DataError("--resume and --overwrite contradict each other; pass one of them.")
+    if options.resume and Path(out).exists():
+        writer = open_for_resume(out, {**metadata, "layout": plan.layout_metadata()}, samples)
+        plan = writer.plan
+        done = int(np.sum(writer.done_blocks()))
+        log.info("resuming %s: %d of %d blocks already done", out, done, plan.n_blocks)
+    else:
+        writer = StoreWriter.create(out, plan, samples, metadata, overwrite=options.overwrite)
     try:
         return _run_blocks(model, writer, plan, tokens, lengths, projections, pad_id,
                            forward_extra, options, device, stop_early=layers[-1] < n_layers - 1)
@@ -253,49 +263,33 @@ def _run_blocks(model, writer: StoreWriter, plan: StorePlan, tokens, lengths, pr
                 stop_early: bool) -> DumpResult:
     from tqdm.auto import tqdm
 
-    cuda = device.type == "cuda"
-    n_sites = len(plan.sites)
     started = time.perf_counter()
     todo = [b for b, done in enumerate(writer.done_blocks()) if not done]
-    counted = 0
     bar = tqdm(total=plan.n_samples, unit="sample", disable=not options.progress,
                desc="dump", dynamic_ncols=True)
     bar.update(plan.n_samples - sum(plan.block_rows(b).stop - plan.block_rows(b).start
                                     for b in todo))
     background = BackgroundBlockWriter(writer.write_block)
     try:
-        with HeadStatsCollector(projections, plan.heads, plan.sites,
-                                stop_after_last=stop_early) as collector, torch.inference_mode():
-            for block in todo:
-                rows = plan.block_rows(block)
-                block_rows = np.arange(rows.start, rows.stop)
-                values = np.empty((len(block_rows), n_sites, len(projections), len(layout.STATS),
-                                   len(plan.heads)), dtype=np.float32)
-                for batch in bucket_batches(block_rows, lengths, options.batch_size):
-                    input_ids, mask = pad_right([tokens.ids[i] for i in batch], pad_id, pin=cuda)
-                    input_ids = input_ids.to(device, non_blocking=cuda)
-                    mask = mask.to(device, non_blocking=cuda)
-                    collector.begin(mask)
-                    with contextlib.suppress(StopForward):
-                        model(input_ids=input_ids, attention_mask=mask, **forward_extra)
-                    stats = collector.result()
-                    host = stats.to("cpu", non_blocking=False) if not cuda else _to_host(stats)
-                    values[batch - rows.start] = host.numpy()
-                    n_tok = int(lengths[batch].sum())
-                    counted += n_tok
-                    bar.update(len(batch))
-                    elapsed = max(time.perf_counter() - started, 1e-9)
-                    bar.set_postfix_str(f"{counted / elapsed:,.0f} tok/s", refresh=False)
-                background.submit(block, {
-                    (site, stat): values[:, s, :, k, :]
-                    for s, site in enumerate(plan.sites)
-                    for k, stat in enumerate(layout.STATS)
-                })
+        counted = _run_todo(model, plan, todo, tokens, lengths, projections, pad_id,
+                            forward_extra, options, device, stop_early, background, bar, started)
+        background.close()  # waits for the last blocks; raises the writer's error, if any
+    except KeyboardInterrupt:
+        _close_quietly(background, bar)
+        done = int(writer.backend.read(layout.DONE).sum())
+        raise DumpInterrupted(
+            f"interrupted: {done} of {plan.n_samples} samples are committed "
+            f"in {writer.path}; finish it by running the same command with --resume."
+        ) from None
+    except OSError as exc:
+        _close_quietly(background, bar)
+        raise StoreError(
+            f"cannot write to {writer.path} ({exc.strerror or exc}); what was committed stays "
+            "readable — free space or fix the directory, then run the same command with "
+            "--resume."
+        ) from None
     finally:
-        try:
-            background.close()
-        finally:
-            bar.close()
+        _close_quietly(background, bar)
     duration = time.perf_counter() - started
     n_samples = sum(plan.block_rows(b).stop - plan.block_rows(b).start for b in todo)
     run = {
@@ -319,6 +313,50 @@ def _run_blocks(model, writer: StoreWriter, plan: StorePlan, tokens, lengths, pr
         writing_s=background.seconds_writing,
         nonfinite=dict(nonfinite),
     )
+
+
+def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projections, pad_id: int,
+              forward_extra: dict, options: DumpOptions, device: torch.device, stop_early: bool,
+              background: BackgroundBlockWriter, bar, started: float) -> int:
+    """Run every unfinished block's batches and hand each finished block to the writer."""
+    cuda = device.type == "cuda"
+    n_sites = len(plan.sites)
+    counted = 0
+    with HeadStatsCollector(projections, plan.heads, plan.sites,
+                            stop_after_last=stop_early) as collector, torch.inference_mode():
+        for block in todo:
+            rows = plan.block_rows(block)
+            block_rows = np.arange(rows.start, rows.stop)
+            values = np.empty((len(block_rows), n_sites, len(projections), len(layout.STATS),
+                               len(plan.heads)), dtype=np.float32)
+            for batch in bucket_batches(block_rows, lengths, options.batch_size):
+                input_ids, mask = pad_right([tokens.ids[i] for i in batch], pad_id, pin=cuda)
+                input_ids = input_ids.to(device, non_blocking=cuda)
+                mask = mask.to(device, non_blocking=cuda)
+                collector.begin(mask)
+                with contextlib.suppress(StopForward):
+                    model(input_ids=input_ids, attention_mask=mask, **forward_extra)
+                stats = collector.result()
+                host = stats.to("cpu", non_blocking=False) if not cuda else _to_host(stats)
+                values[batch - rows.start] = host.numpy()
+                n_tok = int(lengths[batch].sum())
+                counted += n_tok
+                bar.update(len(batch))
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix_str(f"{counted / elapsed:,.0f} tok/s", refresh=False)
+            background.submit(block, {
+                (site, stat): values[:, s, :, k, :]
+                for s, site in enumerate(plan.sites)
+                for k, stat in enumerate(layout.STATS)
+            })
+    return counted
+
+
+def _close_quietly(background: BackgroundBlockWriter, bar) -> None:
+    """Let queued blocks finish writing; an error already being handled takes precedence."""
+    with contextlib.suppress(Exception):
+        background.close()
+    bar.close()
 
 
 def _to_host(stats: torch.Tensor) -> torch.Tensor:

@@ -138,10 +138,14 @@ class StoreWriter:
                 if values.shape != (n, len(self.plan.layers), len(self.plan.heads)):
                     raise ValueError(f"block {block} {site}/{stat} has shape {values.shape}")
                 self.backend.write(layout.norm_path(site, stat), rows, values.astype(np.float32))
+                _fault_point("during-block", block)
+        if hasattr(self.backend, "flush"):
+            self.backend.flush()
         # The commit: only now do these rows count as written.
         self.backend.write(layout.DONE, rows, np.ones(n, dtype=np.uint8))
         if hasattr(self.backend, "flush"):
             self.backend.flush()
+        _fault_point("after-block", block)
 
     def update_metadata(self, updates: dict[str, Any]) -> None:
         """Merge top-level sections into the root attribute (single-writer moments only)."""
@@ -190,6 +194,19 @@ class StoreWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fault_point(stage: str, block: int) -> None:
+    """Crash tests set HEADACT_TEST_SIGNAL=NAME@STAGE:BLOCK (e.g. KILL@during-block:2) to send
+    the dump that signal at that exact point of writing."""
+    wanted = os.environ.get("HEADACT_TEST_SIGNAL")
+    if not wanted or "@" not in wanted:
+        return
+    name, point = wanted.split("@", 1)
+    if point == f"{stage}:{block}":
+        import signal
+
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
 
 
 def _create_arrays(backend: Any, plan: StorePlan) -> None:

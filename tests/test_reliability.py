@@ -1,4 +1,4 @@
-"""Nothing lost: killed, interrupted and failing dumps, resumed to what an uninterrupted dump holds."""
+"""Nothing lost: killed, interrupted and failing dumps resume to an uninterrupted dump."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ ARRAYS = ["layer", "head", "samples/index", "samples/text_hash", "samples/token_
 @pytest.fixture(scope="module")
 def many_texts(tmp_path_factory):
     rng = np.random.default_rng(0)
-    words = "the cat sat on a mat while heads attend to tokens and models learn".split()
+    words = ["the", "cat", "sat", "on", "a", "mat", "while", "heads", "attend", "to", "tokens",
+             "and", "models", "learn"]
     texts = [" ".join(rng.choice(words, size=rng.integers(2, 25))) for _ in range(30)]
     path = tmp_path_factory.mktemp("rel") / "texts.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in texts))

@@ -91,6 +91,8 @@ def dump(model_name: str, data_path: str, out: str, revision: str | None, dtype:
         f"({result.n_truncated} truncated) in {result.duration_s:.1f} s "
         f"({result.samples_per_s:.1f} samples/s, {result.tokens_per_s:,.0f} tokens/s)"
     )
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     for site, count in result.nonfinite.items():
         if count:
             click.echo(f"warning: {count} (sample, layer, head) cells at site {site} are not "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -40,5 +41,11 @@ def dump_files(
         "seed": seed,
         "selection": samples.selection,
     }
-    return dump_model(model, tokenizer, samples.texts, out, options=options, index=samples.index,
-                      model_name=spec.name, revision=spec.revision, data=data)
+    result = dump_model(model, tokenizer, samples.texts, out, options=options,
+                        index=samples.index, model_name=spec.name, revision=spec.revision,
+                        data=data)
+    if sample_num is not None and sample_num > samples.n_records:
+        note = (f"--sample-num {sample_num} is more than the {samples.n_records} records in "
+                f"{data_path}; used all of them.")
+        result = dataclasses.replace(result, notes=(*result.notes, note))
+    return result

@@ -79,12 +79,29 @@ def load_config(spec: ModelSpec):
                 f"{spec.name} needs its own modelling code; pass --trust-remote-code if you trust "
                 "it."
             ) from None
-        raise ModelError(f"{spec.name}: unsupported or unknown architecture ({exc}).") from None
+        import transformers
+
+        model_type = _declared_model_type(spec.name)
+        raise ModelError(
+            f"{spec.name}: unsupported or unknown architecture (model_type {model_type!r} is not "
+            f"known to transformers {transformers.__version__}); upgrade transformers, or pass "
+            "--trust-remote-code if the model ships its own code."
+        ) from None
     except OSError as exc:
         raise ModelError(
             f"{spec.name}: cannot load its config ({str(exc).splitlines()[0]}); pass a local "
             "model directory or a reachable hub id."
         ) from None
+
+
+def _declared_model_type(name: str) -> str | None:
+    """The model_type a local config.json declares, if it can be read."""
+    import json
+
+    try:
+        return json.loads((Path(name) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_model(spec: ModelSpec):

@@ -127,8 +127,9 @@ def model_shape(model: nn.Module) -> tuple[int, int]:
     heads = config_value(config, "num_attention_heads", "n_head", "num_heads", "n_heads")
     if layers is None or heads is None:
         raise ModelError(
-            "cannot read the number of layers and heads from the model's config; set them "
-            "explicitly (num_layers=, num_heads=)."
+            f"{type(model).__name__}'s config gives no number of attention heads or layers — "
+            "headact measures attention heads; for attention under other names, set them with "
+            "set_model_structure(num_layers=, num_heads=) in Python."
         )
     return layers, heads
 

@@ -71,6 +71,7 @@ class DumpResult:
     tokens_per_s: float
     writing_s: float
     nonfinite: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 def _forward_kwargs(model: torch.nn.Module) -> dict[str, Any]:

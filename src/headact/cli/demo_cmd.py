@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import click
@@ -52,41 +53,55 @@ def _show(path: Path) -> str:
     return str(path) if relative.startswith("..") else relative
 
 
+FIGURE_NOTES = {
+    "heatmap_log_ratio": "which heads changed",
+    "scatter": "strength before vs change",
+    "heatmap_r_pre": "strength before",
+    "heatmap_r_fine": "strength after",
+}
+
+
 def report_lines(result) -> list[str]:
     """What the demo made, where, how long it took, and its answer, as lines to print."""
     paths = result.paths
     ft = result.finetune["result"]
-    lines = ["", "headact demo: which attention heads did fine-tuning change?", ""]
-    eval_part = ""
+    held_out = ""
     if ft.get("eval_accuracy_after") is not None:
-        eval_part = (f", held-out {ft['eval_accuracy_before']:.0%} -> "
-                     f"{ft['eval_accuracy_after']:.0%}")
-    rows = [
-        ("pre-trained model", f"{_show(paths.pre_trained)}  (all-MiniLM-L6-v2, 6 layers x 12 "
-                              "heads)"),
-        ("fine-tuned model", f"{_show(paths.fine_tuned)}  ({ft['steps']} AdamW steps on "
-                             f"review sentiment; training accuracy "
-                             f"{ft['train_accuracy_before']:.0%} -> "
-                             f"{ft['train_accuracy_after']:.0%}{eval_part})"),
-        ("texts", f"{_show(paths.eval_texts)}  ({result.n_texts} review sentences)"),
-        ("stores", f"{_show(paths.pre_store)}, {_show(paths.fine_store)}"),
+        held_out = (f", held-out {ft['eval_accuracy_before']:.0%} -> "
+                    f"{ft['eval_accuracy_after']:.0%}")
+    rows: list[tuple[str, list[str]]] = [
+        ("pre-trained model", [_show(paths.pre_trained), "all-MiniLM-L6-v2, 6 layers x 12 heads"]),
+        ("fine-tuned model", [
+            _show(paths.fine_tuned),
+            f"{ft['steps']} AdamW steps on review sentiment: training accuracy "
+            f"{ft['train_accuracy_before']:.0%} -> {ft['train_accuracy_after']:.0%}{held_out}"]),
+        ("texts", [f"{_show(paths.eval_texts)}  ({result.n_texts} review sentences)"]),
+        ("stores", [_show(paths.pre_store), _show(paths.fine_store)]),
     ]
     if result.summary is not None:
-        rows.append(("analysis", f"{_show(paths.analysis)}{os.sep}  "
-                                 f"({_show(result.summary)})"))
-        rows.extend(("figure", _show(figure)) for figure in result.figures)
+        rows.append(("analysis", [_show(result.summary)]))
+        order = list(FIGURE_NOTES)
+        figures = sorted(result.figures, key=lambda f: (
+            order.index(f.stem) if f.stem in order else len(order), f.name))
+        rows.append(("figures", [f"{_show(f)}  ({FIGURE_NOTES[f.stem]})" if f.stem in FIGURE_NOTES
+                                 else _show(f) for f in figures]))
     width = max(len(name) for name, _ in rows)
-    lines.extend(f"  {name:<{width}}  {value}" for name, value in rows)
-    timing = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in result.durations.items())
+    lines = ["", "headact demo: which attention heads did fine-tuning change?", ""]
+    for name, values in rows:
+        for i, value in enumerate(values):
+            lines.append(f"  {name if i == 0 else '':<{width}}  {value}")
     lines.append("")
     if result.reused:
         lines.append(f"Reused from an earlier run: {', '.join(result.reused)} "
                      "(--fresh redoes everything).")
-    if timing:
+    if result.durations:
+        timing = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in
+                           result.durations.items())
         lines.append(f"Time: {timing}.")
     lines.append("")
     if result.answer:
-        lines.append(f"Answer: {result.answer}")
+        lines.append(textwrap.fill(f"Answer: {result.answer}", width=100,
+                                   subsequent_indent="  ", break_on_hyphens=False))
     else:
         lines.append("No analysis: this headact cannot analyze yet; the two stores are ready.")
     return lines

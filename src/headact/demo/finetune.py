@@ -185,10 +185,13 @@ def _save(model: MeanPoolClassifier, tokenizer, out_dir: Path, config: FinetuneC
           result: FinetuneResult, base_dir: str | Path) -> None:
     from safetensors.torch import save_file
 
+    from headact.dump.loading import quiet_transformers
+
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.encoder.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
+    with quiet_transformers():
+        model.encoder.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
     # The head sits beside the encoder's directory, so the directory's weight files (and the
     # fingerprint a dump records) are the encoder's alone.
     head = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}

@@ -216,11 +216,14 @@ def run_demo(out: str | os.PathLike = "headact-demo", *, settings: DemoSettings 
 
     config = settings.finetune
     if finished_config(paths.fine_tuned) == asdict(config) and paths.classifier_head.is_file():
+        log.info("reusing the fine-tuned model in %s", paths.fine_tuned)
         reused.append("fine-tuned model")
     else:
+        log.info("fine-tuning %s into %s", PRE_NAME, paths.fine_tuned)
+        held_out = bundled(EVAL_FILE)[: settings.eval_samples]
         _timed(durations, "fine-tune", lambda: finetune(
             paths.pre_trained, bundled(TRAIN_FILE), paths.fine_tuned, config=config,
-            evaluation=bundled(EVAL_FILE), progress=progress))
+            evaluation=held_out, progress=progress))
     record = json.loads((paths.fine_tuned / "finetune.json").read_text(encoding="utf-8"))
 
     n_texts = len(read_samples(paths.eval_texts, sample_num=settings.eval_samples,
@@ -232,8 +235,10 @@ def run_demo(out: str | os.PathLike = "headact-demo", *, settings: DemoSettings 
         ("dump fine-tuned", paths.fine_tuned, FINE_NAME, paths.fine_store),
     ):
         if store_is_current(store, model_dir, n_texts, sha):
+            log.info("reusing the store %s", store)
             reused.append(store.name)
             continue
+        log.info("dumping %s into %s", model_dir, store)
         stores_reused = False
         _timed(durations, key, lambda m=model_dir, n=name, s=store: dump_one(
             m, n, paths.eval_texts, s, settings, progress))
@@ -257,11 +262,19 @@ def run_demo(out: str | os.PathLike = "headact-demo", *, settings: DemoSettings 
 def analyze(paths: DemoPaths, settings: DemoSettings):
     """Compare the two stores; (answer, summary.json, figures), or None without analyze."""
     try:
-        from headact.analyze import analyze_stores
+        from headact.analyze.run import analyze_stores
     except ImportError:
         log.warning("this headact has no analyze step yet; the stores are ready for it")
         return None
-    raise NotImplementedError(analyze_stores)
+    shutil.rmtree(paths.analysis, ignore_errors=True)
+    log.info("analyzing %s against %s into %s", paths.fine_store, paths.pre_store,
+             paths.analysis)
+    result = analyze_stores(paths.pre_store, paths.fine_store, paths.analysis,
+                            n_boot=settings.n_bootstrap, n_perm=settings.n_bootstrap,
+                            seed=settings.seed)
+    answer = result.hypothesis.sentence if result.hypothesis is not None else None
+    figures = tuple(p for p in result.outputs.values() if p.suffix in (".png", ".svg"))
+    return answer, result.outputs["summary"], figures
 
 
 def _settings_dict(settings: DemoSettings) -> dict[str, Any]:

@@ -66,15 +66,14 @@ def report_lines(result) -> list[str]:
     paths = result.paths
     ft = result.finetune["result"]
     held_out = ""
-    if ft.get("eval_accuracy_after") is not None:
-        held_out = (f", held-out {ft['eval_accuracy_before']:.0%} -> "
-                    f"{ft['eval_accuracy_after']:.0%}")
+    if ft.get("eval_accuracy") is not None:
+        held_out = f", held-out {ft['eval_accuracy']:.0%}"
     rows: list[tuple[str, list[str]]] = [
         ("pre-trained model", [_show(paths.pre_trained), "all-MiniLM-L6-v2, 6 layers x 12 heads"]),
         ("fine-tuned model", [
             _show(paths.fine_tuned),
-            f"{ft['steps']} AdamW steps on review sentiment: training accuracy "
-            f"{ft['train_accuracy_before']:.0%} -> {ft['train_accuracy_after']:.0%}{held_out}"]),
+            f"{ft['steps']} AdamW steps on review sentiment: accuracy on the training set "
+            f"{ft['train_accuracy']:.0%}{held_out} (chance 50%)"]),
         ("texts", [f"{_show(paths.eval_texts)}  ({result.n_texts} review sentences)"]),
         ("stores", [_show(paths.pre_store), _show(paths.fine_store)]),
     ]

@@ -39,17 +39,15 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    """What fine-tuning did: steps, time, losses and accuracies before and after."""
+    """What fine-tuning did: steps, time, first and last loss, accuracies afterwards."""
 
     model_dir: Path
     steps: int
     duration_s: float
     first_loss: float
     last_loss: float
-    train_accuracy_before: float
-    train_accuracy_after: float
-    eval_accuracy_before: float | None
-    eval_accuracy_after: float | None
+    train_accuracy: float
+    eval_accuracy: float | None  # on the held-out examples, when some were given
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -133,9 +131,6 @@ def finetune(
     random.seed(config.seed)
     model, tokenizer = load_classifier(base_dir, config.seed)
     torch.manual_seed(config.seed)
-    eval_before = accuracy(model, tokenizer, evaluation, config.max_length) if evaluation else None
-    train_before = accuracy(model, tokenizer, train, config.max_length)
-
     steps_per_epoch = -(-len(train) // config.batch_size)
     total = steps_per_epoch * config.epochs
     embeddings = model.encoder.get_input_embeddings()
@@ -163,20 +158,21 @@ def finetune(
                 torch.nn.utils.clip_grad_norm_(trained, 1.0)
                 optimizer.step()
                 schedule.step()
-                losses.append(loss.item())
+                losses.append(loss.detach().item())
                 bar.update(1)
                 bar.set_postfix_str(f"loss {losses[-1]:.3f}", refresh=False)
     finally:
         bar.close()
     duration = time.perf_counter() - started
     model.eval()
-    train_after = accuracy(model, tokenizer, train, config.max_length)
-    eval_after = accuracy(model, tokenizer, evaluation, config.max_length) if evaluation else None
-    log.info("fine-tuned %d steps in %.1f s; train accuracy %.3f -> %.3f", total, duration,
-             train_before, train_after)
+    train_accuracy = accuracy(model, tokenizer, train, config.max_length)
+    eval_accuracy = accuracy(model, tokenizer, evaluation, config.max_length) if evaluation \
+        else None
+    log.info("fine-tuned %d steps in %.1f s; training accuracy %.3f, held-out %s", total,
+             duration, train_accuracy, eval_accuracy)
     result = FinetuneResult(out_dir, total, duration, losses[0] if losses else float("nan"),
-                            losses[-1] if losses else float("nan"), train_before, train_after,
-                            eval_before, eval_after)
+                            losses[-1] if losses else float("nan"), train_accuracy,
+                            eval_accuracy)
     _save(model, tokenizer, out_dir, config, result, base_dir)
     return result
 

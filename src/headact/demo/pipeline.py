@@ -262,7 +262,7 @@ def run_demo(out: str | os.PathLike = "headact-demo", *, settings: DemoSettings 
 def analyze(paths: DemoPaths, settings: DemoSettings):
     """Compare the two stores; (answer, summary.json, figures), or None without analyze."""
     try:
-        from headact.analyze.run import analyze_stores
+        from headact.analyze import analyze_stores
     except ImportError:
         log.warning("this headact has no analyze step yet; the stores are ready for it")
         return None

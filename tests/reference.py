@@ -68,3 +68,51 @@ def texts_of(path: Path) -> list[str]:
     records = json.loads(path.read_text(encoding="utf-8"))
     return [r if isinstance(r, str) else next(r[k] for k in ("input", "text", "question")
                                               if k in r) for r in records]
+
+
+def reference_vectors(model_dir: Path, texts: list[str], projection: str,
+                      layers: list[int]) -> list[dict[int, np.ndarray]]:
+    """Per sample, per layer: the projection's input [tokens, heads*dim] in float64, each sample
+    run alone, and the projection weight as [in, out]."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    saving_class = getattr(transformers, AutoConfig.from_pretrained(model_dir).architectures[0])
+    model = saving_class.from_pretrained(model_dir).eval()
+    modules = {}
+    for name, module in model.named_modules():
+        modules[name] = module
+        modules.setdefault(name.split(".", 1)[-1], module)
+    result = []
+    for text in texts:
+        enc = tokenizer(text, return_tensors="pt")
+        captured: dict[int, np.ndarray] = {}
+        handles = [modules[projection.format(layer=layer)].register_forward_pre_hook(
+            lambda mod, args, layer=layer, captured=captured: captured.__setitem__(
+                layer, args[0][0].detach().double().numpy()))
+            for layer in layers]
+        with torch.no_grad():
+            model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        for h in handles:
+            h.remove()
+        captured["ids"] = enc["input_ids"][0].numpy()
+        result.append(captured)
+    return result
+
+
+def projection_weight(model_dir: Path, projection: str, layer: int) -> np.ndarray:
+    """The projection weight of one layer as [in, out], float64."""
+    import transformers
+    from transformers import AutoConfig
+
+    saving_class = getattr(transformers, AutoConfig.from_pretrained(model_dir).architectures[0])
+    model = saving_class.from_pretrained(model_dir)
+    modules = {}
+    for name, module in model.named_modules():
+        modules[name] = module
+        modules.setdefault(name.split(".", 1)[-1], module)
+    module = modules[projection.format(layer=layer)]
+    weight = module.weight.detach().double().numpy()
+    return weight if type(module).__name__ == "Conv1D" else weight.T

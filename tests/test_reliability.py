@@ -124,11 +124,11 @@ def test_a_full_disk_is_a_clear_error_and_committed_blocks_survive(
     original = writer_module.StoreWriter.write_block
     calls = {"n": 0}
 
-    def write_block(self, block, norms):
+    def write_block(self, block, norms, raw=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return original(self, block, norms)
+        return original(self, block, norms, raw)
 
     monkeypatch.setattr(writer_module.StoreWriter, "write_block", write_block)
     out = tmp_path / "full.zarr"

@@ -47,13 +47,24 @@ from headact.store.layout import SITES
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
 @click.option("--resume", is_flag=True,
               help="Finish an interrupted store at --out: redo only the blocks not committed.")
+@click.option("--raw", is_flag=True,
+              help="Also store every counted token's head vectors y_h (raw/<site>).")
+@click.option("--raw-sites", default="z", show_default=True,
+              help="Sites of the raw vectors: z (d_head wide) and/or out (d_model wide per head).")
+@click.option("--raw-layers", default=None,
+              help="Layers whose raw vectors to store, e.g. 0,5-7 (default: every dumped layer).")
+@click.option("--raw-dtype", type=click.Choice(["float16", "bfloat16", "float32"]),
+              default="float16", show_default=True, help="Storage dtype of the raw vectors.")
+@click.option("--force", is_flag=True,
+              help="Write raw vectors even when they look larger than the free disk space.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @reports_errors
 def dump(model_name: str, data_path: str, out: str, revision: str | None, dtype: str,
          device: str, attn_implementation: str | None, trust_remote_code: bool, sites: str,
          layers: str | None, heads: str | None, hook_module: str | None, field: str | None,
          sample_num: int | None, seed: int, max_length: int | None, batch_size: int,
-         block_size: int | None, overwrite: bool, resume: bool, quiet: bool) -> None:
+         block_size: int | None, overwrite: bool, resume: bool, raw: bool, raw_sites: str,
+         raw_layers: str | None, raw_dtype: str, force: bool, quiet: bool) -> None:
     """Write per-sample, per-head norm statistics of MODEL over DATA to a store.
 
     For every attention head h and every text, stores the sum, sum of squares, first, last
@@ -64,6 +75,7 @@ def dump(model_name: str, data_path: str, out: str, revision: str | None, dtype:
     Example:
       headact dump --model ./llama-base --data texts.jsonl --out pre.zarr
       headact dump --model gpt2 --data texts.json --out gpt2.h5 --layers 0-5 --sample-num 500
+      headact dump --model ./base --data texts.json --out raw.zarr --raw --raw-layers 10-11
     """
     from headact.dump.files import dump_files
     from headact.dump.loading import ModelSpec
@@ -83,9 +95,13 @@ def dump(model_name: str, data_path: str, out: str, revision: str | None, dtype:
         hook_module=hook_module,
         progress=progress_enabled(quiet),
         command_line=shlex.join(["headact", *sys.argv[1:]]),
+        raw_sites=tuple(s.strip() for s in raw_sites.split(",") if s.strip()) if raw else (),
+        raw_layers=raw_layers,
+        raw_dtype=raw_dtype,
+        force=force,
     )
     result = dump_files(spec, data_path, out, options, sample_num=sample_num, seed=seed,
-                        field=field)
+                        field=field, report=lambda message: click.echo(message, err=True))
     click.echo(
         f"wrote {result.path}: {result.n_samples} samples, {result.n_tokens:,} tokens "
         f"({result.n_truncated} truncated) in {result.duration_s:.1f} s "

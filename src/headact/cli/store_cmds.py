@@ -71,4 +71,29 @@ def archive(store: str, out: str | None, overwrite: bool) -> None:
     click.echo(f"wrote {target}")
 
 
-COMMANDS = [inspect, validate, archive]
+@click.command("export-raw")
+@click.argument("store", type=STORE_ARG)
+@click.option("--layer", type=int, required=True, help="Model layer index.")
+@click.option("--head", type=int, required=True, help="Head index.")
+@click.option("--site", type=click.Choice(["z", "out"]), default="z", show_default=True)
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="FILE.npy (float32 [token, dim]) or FILE.parquet (sample_index, position, "
+              "token_id, vector).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@reports_errors
+def export_raw(store: str, layer: int, head: int, site: str, out: str, overwrite: bool) -> None:
+    """Export one head's raw vectors from a STORE dumped with --raw.
+
+    Reads only that layer and head's chunks.
+
+    \b
+    Example:
+      headact export-raw raw.zarr --layer 5 --head 3 -o l5h3.parquet
+    """
+    from headact.store.export import export_head_raw
+
+    target = export_head_raw(store, layer, head, out, site=site, overwrite=overwrite)
+    click.echo(f"wrote {target}")
+
+
+COMMANDS = [inspect, validate, archive, export_raw]

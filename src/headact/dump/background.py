@@ -7,15 +7,13 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
-
 _DONE = object()
 
 
 class BackgroundBlockWriter:
     """Runs `write(block, arrays)` on a worker thread, at most `depth` blocks behind."""
 
-    def __init__(self, write: Callable[[int, dict], None], depth: int = 2) -> None:
+    def __init__(self, write: Callable[..., None], depth: int = 2) -> None:
         self._write = write
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -31,18 +29,17 @@ class BackgroundBlockWriter:
                 return
             if self._error is not None:
                 continue
-            block, arrays = item
             start = time.perf_counter()
             try:
-                self._write(block, arrays)
+                self._write(*item)
             except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
                 self._error = exc
             self.seconds_writing += time.perf_counter() - start
 
-    def submit(self, block: int, arrays: dict[tuple[str, str], np.ndarray]) -> None:
-        """Queue a block; raises the worker's error, if any, on the caller's thread."""
+    def submit(self, block: int, *arrays: dict | None) -> None:
+        """Queue a block's arrays; raises the worker's error, if any, on the caller's thread."""
         self._raise_if_failed()
-        self._queue.put((block, arrays))
+        self._queue.put((block, *arrays))
 
     def close(self) -> None:
         """Wait for every queued block to be written, then raise any error (idempotent)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from headact.dump.data import file_sha256, read_samples
@@ -22,6 +23,7 @@ def dump_files(
     sample_num: int | None = None,
     seed: int = 42,
     field: str | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> DumpResult:
     """Check the output path, read the samples, load the model, then dump."""
     backend_kind(out)
@@ -43,7 +45,7 @@ def dump_files(
     }
     result = dump_model(model, tokenizer, samples.texts, out, options=options,
                         index=samples.index, model_name=spec.name, revision=spec.revision,
-                        data=data)
+                        data=data, report=report)
     if sample_num is not None and sample_num > samples.n_records:
         note = (f"--sample-num {sample_num} is more than the {samples.n_records} records in "
                 f"{data_path}; used all of them.")

@@ -21,7 +21,8 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
     """Hooks every projection on enter, removes every hook on exit, even after an error.
 
     Per batch: `begin(mask)`, run the model, then `result()` is a device tensor
-    [batch, sites, layers, stats, heads] in float32.
+    [batch, sites, layers, stats, heads] in float32, and `raw_result()` holds, per raw site,
+    the counted tokens' vectors [tokens, raw layers, heads, dim] (batch rows in order).
     """
 
     def __init__(
@@ -31,6 +32,9 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
         sites: Sequence[str],
         *,
         stop_after_last: bool = False,
+        raw_sites: Sequence[str] = (),
+        raw_layers: Sequence[int] = (),
+        raw_dtype: torch.dtype = torch.float16,
     ) -> None:
         self.projections = list(projections)
         self.sites = tuple(sites)
@@ -47,6 +51,21 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
             for p in self.projections:
                 g = gram_matrices(p.effective_weight(), p.num_heads).to(self.device)
                 self.grams.append(g if self.all_heads else g.index_select(0, self.head_index))
+        self.raw_sites = tuple(raw_sites)
+        self.raw_dtype = raw_dtype
+        # slot of each hooked projection -> its position among the raw layers
+        self.raw_slot = {slot: k for k, layer in enumerate(raw_layers)
+                         for slot, p in enumerate(self.projections) if p.layer == layer}
+        self.raw_weights: dict[int, torch.Tensor] = {}
+        if "out" in self.raw_sites:
+            for slot in self.raw_slot:
+                p = self.projections[slot]
+                w = p.effective_weight().to(self.device, torch.float32)
+                w = w.reshape(p.num_heads, p.head_dim, w.shape[1])
+                self.raw_weights[slot] = w if self.all_heads else w.index_select(0,
+                                                                                 self.head_index)
+        self._raw: dict[str, torch.Tensor] = {}
+        self._token_index: torch.Tensor | None = None
         self._stack = contextlib.ExitStack()
         self._mask: torch.Tensor | None = None
         self._out: torch.Tensor | None = None
@@ -65,6 +84,7 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
         self._stack.close()
         self._mask = None
         self._out = None
+        self._raw = {}
 
     def begin(self, mask: torch.Tensor) -> None:
         """Prepare for one forward pass over a batch with this attention mask."""
@@ -75,6 +95,22 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
             float("nan"), dtype=torch.float32, device=self.device,
         )
         self.calls = [0] * len(self.projections)
+        if self.raw_sites:
+            flat = self._mask.reshape(-1)
+            self._token_index = flat.nonzero().squeeze(1)
+            n_tok = int(self._token_index.numel())
+            heads = len(self.head_index)
+            out_dim = self.projections[0].out_features
+            self._raw = {
+                site: torch.empty((n_tok, len(set(self.raw_slot.values())), heads,
+                                   self.head_dim if site == "z" else out_dim),
+                                  dtype=self.raw_dtype, device=self.device)
+                for site in self.raw_sites
+            }
+
+    def raw_result(self) -> dict[str, torch.Tensor]:
+        """Per raw site, [counted tokens of the batch, raw layers, heads, dim]."""
+        return self._raw
 
     def result(self) -> torch.Tensor:
         """The batch's statistics; every hook must have fired exactly once."""
@@ -97,8 +133,8 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
             if self._mask is None or self._out is None:
                 return
             x = args[0]
-            batch, tokens, width = x.shape
-            z = x.detach().to(torch.float32).view(batch, tokens, self.num_heads, self.head_dim)
+            batch, tokens_, _width = x.shape
+            z = x.detach().to(torch.float32).view(batch, tokens_, self.num_heads, self.head_dim)
             if not self.all_heads:
                 z = z.index_select(2, self.head_index)
             for site_slot, site in enumerate(self.sites):
@@ -106,6 +142,14 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
                 self._out[:, site_slot, slot] = masked_token_stats(
                     squared_norms(z, gram), self._mask
                 )
+            if slot in self.raw_slot:
+                tokens = z.reshape(batch * tokens_, *z.shape[2:]).index_select(0,
+                                                                               self._token_index)
+                k = self.raw_slot[slot]
+                for site in self.raw_sites:
+                    vectors = tokens if site == "z" else torch.einsum(
+                        "nhd,hde->nhe", tokens, self.raw_weights[slot])
+                    self._raw[site][:, k] = vectors.to(self.raw_dtype)
             if self.stop_after_last and slot == last_slot:
                 raise StopForward
 

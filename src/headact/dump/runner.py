@@ -6,8 +6,9 @@ import contextlib
 import inspect
 import logging
 import platform
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from headact.errors import DataError, DumpInterrupted, StoreError
 from headact.store import layout
 from headact.store.resume import open_for_resume
 from headact.store.samples import SampleTable
-from headact.store.writer import StorePlan, StoreWriter, default_block_size
+from headact.store.writer import RawPlan, StorePlan, StoreWriter, default_block_size
 
 log = logging.getLogger("headact.dump")
 
@@ -56,6 +57,10 @@ class DumpOptions:
     hook_module: str | None = None
     progress: bool = False
     command_line: str | None = None
+    raw_sites: tuple[str, ...] = ()  # empty: no raw vectors
+    raw_layers: Sequence[int] | str | None = None  # default: every dumped layer
+    raw_dtype: str = "float16"
+    force: bool = False  # write raw vectors even when they look larger than the free space
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,43 @@ class DumpResult:
     writing_s: float
     nonfinite: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+
+def _raw_plan(options: DumpOptions, layers: tuple[int, ...], n_heads: int, projection,
+              lengths: np.ndarray) -> RawPlan | None:
+    """The raw-vector layout, or None when raw vectors were not asked for."""
+    if not options.raw_sites:
+        return None
+    sites = _check_sites(options.raw_sites)
+    if options.raw_dtype not in layout.RAW_DTYPES:
+        raise DataError(f"--raw-dtype {options.raw_dtype}: choose from "
+                        f"{', '.join(layout.RAW_DTYPES)}.")
+    raw_layers = _subset(options.raw_layers, max(layers) + 1, "raw layers")
+    missing = [layer for layer in raw_layers if layer not in layers]
+    if missing:
+        raise DataError(f"--raw-layers {missing[0]} is not among the dumped --layers; add it "
+                        "there too.")
+    dims = [projection.head_dim if site == "z" else projection.out_features for site in sites]
+    return RawPlan.build(sites, raw_layers, options.raw_dtype, dims, lengths, n_heads)
+
+
+def _check_raw_size(raw: RawPlan, n_heads: int, out: Path, options: DumpOptions,
+                    report: Callable[[str], None] | None) -> None:
+    """Say how much the raw vectors will take; refuse more than the free space unless forced."""
+    from headact.store.summary import human_bytes
+
+    size = raw.bytes_on_disk(n_heads)
+    folder = out.parent if out.parent.exists() else Path(".")
+    free = shutil.disk_usage(folder).free
+    if report:
+        report(f"raw vectors ({', '.join(raw.sites)}; {len(raw.layers)} layers, {n_heads} heads,"
+               f" {raw.n_tokens:,} tokens, {raw.dtype}) will take {human_bytes(size)} "
+               f"({size:,} bytes); {human_bytes(free)} free.")
+    if size > free and not options.force:
+        raise DataError(
+            f"the raw vectors need {human_bytes(size)} but only {human_bytes(free)} is free at "
+            f"{folder}; free space, narrow --raw-layers / --raw-sites, or pass --force."
+        )
 
 
 def _forward_kwargs(model: torch.nn.Module) -> dict[str, Any]:
@@ -178,11 +220,13 @@ def dump_model(
     model_name: str | None = None,
     revision: str | None = None,
     data: dict[str, Any] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> DumpResult:
     """Hook every chosen head of an already-loaded model and write a format-1 store of `texts`.
 
     `index` gives each text's position in its source (default 0..n-1); `data` fills the
-    store's `data` section (path, sha256, selection...) when the texts came from a file.
+    store's `data` section (path, sha256, selection...) when the texts came from a file;
+    `report` receives what should be said before the work starts (e.g. the raw size).
     """
     options = options or DumpOptions()
     if options.batch_size < 1:
@@ -214,7 +258,10 @@ def dump_model(
                                             **forward_extra})
 
     block_size = options.block_size or default_block_size(len(layers), len(heads))
-    plan = StorePlan(len(texts), layers, heads, sites, block_size)
+    raw = _raw_plan(options, layers, len(heads), projections[0], lengths)
+    plan = StorePlan(len(texts), layers, heads, sites, block_size, raw)
+    if raw is not None:
+        _check_raw_size(raw, len(heads), Path(out), options, report)
     metadata = {
         "model": model_metadata(model, resolved, model_name, revision),
         "tokenizer": {
@@ -246,12 +293,15 @@ def dump_model(
     if options.resume and options.overwrite:
         raise DataError("--resume and --overwrite contradict each other; pass one of them.")
     if options.resume and Path(out).exists():
-        writer = open_for_resume(out, {**metadata, "layout": plan.layout_metadata()}, samples)
+        planned = {**metadata, "layout": plan.layout_metadata(),
+                   "raw": plan.raw.metadata() if plan.raw else None}
+        writer = open_for_resume(out, planned, samples)
         plan = writer.plan
         done = int(np.sum(writer.done_blocks()))
         log.info("resuming %s: %d of %d blocks already done", out, done, plan.n_blocks)
     else:
-        writer = StoreWriter.create(out, plan, samples, metadata, overwrite=options.overwrite)
+        writer = StoreWriter.create(out, plan, samples, metadata, overwrite=options.overwrite,
+                                    token_ids=tokens.ids)
     try:
         return _run_blocks(model, writer, plan, tokens, lengths, projections, pad_id,
                            forward_extra, options, device, stop_early=layers[-1] < n_layers - 1)
@@ -323,13 +373,19 @@ def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projecti
     cuda = device.type == "cuda"
     n_sites = len(plan.sites)
     counted = 0
-    with HeadStatsCollector(projections, plan.heads, plan.sites,
-                            stop_after_last=stop_early) as collector, torch.inference_mode():
+    raw = plan.raw
+    collector = HeadStatsCollector(
+        projections, plan.heads, plan.sites, stop_after_last=stop_early,
+        raw_sites=raw.sites if raw else (), raw_layers=raw.layers if raw else (),
+        raw_dtype=RAW_TORCH_DTYPES[raw.dtype] if raw else torch.float16,
+    )
+    with collector, torch.inference_mode():
         for block in todo:
             rows = plan.block_rows(block)
             block_rows = np.arange(rows.start, rows.stop)
             values = np.empty((len(block_rows), n_sites, len(projections), len(layout.STATS),
                                len(plan.heads)), dtype=np.float32)
+            raw_values = _raw_buffers(raw, rows, len(plan.heads))
             for batch in bucket_batches(block_rows, lengths, options.batch_size):
                 input_ids, mask = pad_right([tokens.ids[i] for i in batch], pad_id, pin=cuda)
                 input_ids = input_ids.to(device, non_blocking=cuda)
@@ -340,6 +396,8 @@ def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projecti
                 stats = collector.result()
                 host = stats.to("cpu", non_blocking=False) if not cuda else _to_host(stats)
                 values[batch - rows.start] = host.numpy()
+                if raw is not None:
+                    _place_raw(raw, collector.raw_result(), raw_values, batch, lengths, rows)
                 n_tok = int(lengths[batch].sum())
                 counted += n_tok
                 bar.update(len(batch))
@@ -349,8 +407,39 @@ def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projecti
                 (site, stat): values[:, s, :, k, :]
                 for s, site in enumerate(plan.sites)
                 for k, stat in enumerate(layout.STATS)
-            })
+            }, raw_values)
     return counted
+
+
+RAW_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
+                    "float32": torch.float32}
+
+
+def _raw_buffers(raw: RawPlan | None, rows: slice, n_heads: int) -> dict[str, np.ndarray] | None:
+    """Host buffers for one block's raw vectors, in the stored dtype."""
+    if raw is None:
+        return None
+    tokens = raw.token_rows(rows)
+    stored = layout.RAW_DTYPES[raw.dtype][0]
+    return {site: np.empty((tokens.stop - tokens.start, len(raw.layers), n_heads, dim), stored)
+            for site, dim in zip(raw.sites, raw.dims, strict=True)}
+
+
+def _place_raw(raw: RawPlan, batch_raw: dict[str, torch.Tensor], buffers: dict[str, np.ndarray],
+               batch: np.ndarray, lengths: np.ndarray, rows: slice) -> None:
+    """Copy a batch's token vectors to where each sample's tokens belong in the block."""
+    counts = lengths[batch]
+    source_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    block_start = raw.token_start[rows.start]
+    shift = np.repeat(raw.token_start[batch] - block_start - source_start, counts)
+    target = np.arange(int(counts.sum())) + shift
+    for site, tensor in batch_raw.items():
+        host = tensor.cpu()
+        if host.dtype == torch.bfloat16:  # no numpy bfloat16: keep the bits
+            array = host.view(torch.int16).numpy().view(np.uint16)
+        else:
+            array = host.numpy()
+        buffers[site][target] = array
 
 
 def _close_quietly(background: BackgroundBlockWriter, bar) -> None:

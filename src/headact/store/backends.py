@@ -106,6 +106,8 @@ class ZarrBackend:
         chunks: tuple[int, ...],
         fill_value: Any,
         dims: tuple[str, ...],
+        compress: bool = True,
+        attributes: dict[str, Any] | None = None,
     ) -> None:
         self.group.create_array(
             name,
@@ -113,8 +115,10 @@ class ZarrBackend:
             chunks=chunks,
             dtype=dtype,
             fill_value=fill_value,
-            compressors=[ZstdCodec(level=3), Crc32cCodec()],
+            # Raw activations barely compress; a checksum alone keeps them fast and safe.
+            compressors=[ZstdCodec(level=3), Crc32cCodec()] if compress else [Crc32cCodec()],
             dimension_names=dims,
+            attributes=attributes or {},
         )
 
     def write(self, name: str, selection: Any, data: np.ndarray) -> None:
@@ -122,6 +126,9 @@ class ZarrBackend:
 
     def read(self, name: str, selection: Any = slice(None)) -> np.ndarray:
         return np.asarray(self.group[name][selection])
+
+    def attributes(self, name: str) -> dict[str, Any]:
+        return dict(self.group[name].attrs)
 
     def has(self, name: str) -> bool:
         try:
@@ -194,6 +201,8 @@ class Hdf5Backend:
         chunks: tuple[int, ...],
         fill_value: Any,
         dims: tuple[str, ...],
+        compress: bool = True,
+        attributes: dict[str, Any] | None = None,
     ) -> None:
         ds = self.file.create_dataset(
             name,
@@ -201,13 +210,15 @@ class Hdf5Backend:
             dtype=dtype,
             chunks=_hdf5_chunks(chunks, shape),
             fillvalue=fill_value,
-            compression="gzip",
-            compression_opts=4,
-            shuffle=True,
+            compression="gzip" if compress else None,
+            compression_opts=4 if compress else None,
+            shuffle=compress,
             fletcher32=True,
         )
         for i, dim in enumerate(dims):
             ds.dims[i].label = dim
+        for key, value in (attributes or {}).items():
+            ds.attrs[key] = value
 
     def write(self, name: str, selection: Any, data: np.ndarray) -> None:
         self.file[name][selection] = data
@@ -217,6 +228,10 @@ class Hdf5Backend:
         if ds.shape and 0 in ds.shape:
             return np.empty(ds.shape, dtype=ds.dtype)
         return np.asarray(ds[selection])
+
+    def attributes(self, name: str) -> dict[str, Any]:
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in self.file[name].attrs.items()
+                if not k.startswith(("DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME"))}
 
     def has(self, name: str) -> bool:
         return isinstance(self.file.get(name), h5py.Dataset)

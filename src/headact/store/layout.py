@@ -41,6 +41,23 @@ NORM_DIMS = ("sample", "layer", "head")
 COORD_DTYPE = np.dtype("int32")
 
 
+# Raw y_h (optional): every counted token's head vectors.
+TOKEN_START = "samples/token_start"
+RAW_TOKEN_ID = "raw/token_id"
+RAW_DIMS = ("token", "layer", "head", "dim")
+# name -> (stored dtype, logical dtype attribute or None); bfloat16 has no zarr dtype.
+RAW_DTYPES: dict[str, tuple[np.dtype, str | None]] = {
+    "float16": (np.dtype("float16"), None),
+    "bfloat16": (np.dtype("uint16"), "bfloat16"),
+    "float32": (np.dtype("float32"), None),
+}
+
+
+def raw_path(site: str) -> str:
+    """The array path of the raw vectors at one site."""
+    return f"raw/{site}"
+
+
 def norm_path(site: str, stat: str) -> str:
     """The array path of one norm statistic at one site."""
     return f"norms/{site}/{stat}"

@@ -13,7 +13,7 @@ from headact.store import layout
 from headact.store.backends import backend_kind, open_backend
 from headact.store.reader import Store
 from headact.store.samples import SampleTable
-from headact.store.writer import StorePlan, StoreWriter, _create_arrays
+from headact.store.writer import RawPlan, StorePlan, StoreWriter, _create_arrays
 
 # (section, key, what it is called in a refusal)
 RESUME_CHECKS: tuple[tuple[str, str, str], ...] = (
@@ -48,6 +48,11 @@ def resume_differences(
         new = (planned.get(section) or {}).get(key)
         if old != new:
             differences.append(f"{label}: store has {_short(old)}, this run has {_short(new)}")
+    if recorded.get("raw") != planned.get("raw"):
+        differences.append(
+            f"raw vectors (--raw*): store has {_short(recorded.get('raw'))}, this run has "
+            f"{_short(planned.get('raw'))}"
+        )
     if len(recorded_samples) == len(planned_samples):
         if not np.array_equal(recorded_samples.index, planned_samples.index):
             differences.append("sample selection: different records were chosen")
@@ -63,6 +68,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:18] + "…" + text[-18:]
 
 
+def plan_of(store: Store) -> StorePlan:
+    """The plan a store was created with, read back from its metadata and offsets."""
+    lay = store.metadata["layout"]
+    raw_meta = store.metadata.get("raw")
+    raw = None
+    if raw_meta:
+        raw = RawPlan(tuple(raw_meta["sites"]), tuple(raw_meta["layers"]), raw_meta["dtype"],
+                      tuple(raw_meta["dims"]), store.backend.read(layout.TOKEN_START),
+                      int(raw_meta["n_tokens"]), int(raw_meta["token_chunk"]))
+    return StorePlan(int(lay["n_samples"]), tuple(lay["layers"]), tuple(lay["heads"]),
+                     tuple(lay["sites"]), int(lay["block_size"]), raw)
+
+
 def open_for_resume(
     path: str | os.PathLike, planned: dict[str, Any], planned_samples: SampleTable
 ) -> StoreWriter:
@@ -74,9 +92,7 @@ def open_for_resume(
     with store:
         recorded = store.metadata
         differences = resume_differences(recorded, planned, store.samples(), planned_samples)
-        lay = recorded["layout"]
-        plan = StorePlan(int(lay["n_samples"]), tuple(lay["layers"]), tuple(lay["heads"]),
-                         tuple(lay["sites"]), int(lay["block_size"]))
+        plan = plan_of(store)
     if differences:
         raise StoreError(
             f"cannot resume {path}: it was dumped with other settings — "
@@ -101,7 +117,10 @@ def rebuild_hdf5(path: Path, plan: StorePlan) -> None:
         new = open_backend(fresh.with_suffix(fresh.suffix + ".h5"), "w-")
         try:
             _create_arrays(new, plan)
-            for name in (layout.LAYER, layout.HEAD, *layout.SAMPLE_ARRAYS):
+            carried = [layout.LAYER, layout.HEAD, *layout.SAMPLE_ARRAYS]
+            if plan.raw is not None:
+                carried += [layout.TOKEN_START, layout.RAW_TOKEN_ID]
+            for name in carried:
                 new.write(name, slice(None), old.backend.read(name))
             done = old.done()
             for block in range(plan.n_blocks):
@@ -112,6 +131,11 @@ def rebuild_hdf5(path: Path, plan: StorePlan) -> None:
                     for stat in layout.STATS:
                         name = layout.norm_path(site, stat)
                         new.write(name, rows, old.backend.read(name, rows))
+                if plan.raw is not None:
+                    tokens = plan.raw.token_rows(rows)
+                    for site in plan.raw.sites:
+                        name = layout.raw_path(site)
+                        new.write(name, tokens, old.backend.read(name, tokens))
                 new.write(layout.DONE, rows, np.ones(rows.stop - rows.start, dtype=np.uint8))
             new.set_metadata(old.metadata)
         finally:

@@ -96,6 +96,44 @@ def _problems(store: Store) -> list[str]:
                 if not nonfinite_ok and (done[rows][:, None, None] & ~np.isfinite(values)).any():
                     problems.append(f"{name}: non-finite values in done rows {rows.start}-"
                                     f"{rows.stop - 1} that the metadata does not count")
+    if store.metadata.get("raw"):
+        problems += _raw_problems(store, n_tokens, n_heads)
+    return problems
+
+
+def _raw_problems(store: Store, n_tokens: np.ndarray | None, n_heads: int) -> list[str]:
+    """Raw arrays: presence, shapes, dtypes, offsets that tile the token rows, readable chunks."""
+    raw = store.metadata["raw"]
+    problems: list[str] = []
+    total, n_raw_layers = int(raw["n_tokens"]), len(raw["layers"])
+    stored = layout.RAW_DTYPES.get(raw["dtype"], (None, None))[0]
+    wanted = {layout.TOKEN_START: (np.dtype("int64"), (store.n_samples,)),
+              layout.RAW_TOKEN_ID: (np.dtype("int32"), (total,))}
+    for site, dim in zip(raw["sites"], raw["dims"], strict=False):
+        wanted[layout.raw_path(site)] = (stored, (total, n_raw_layers, n_heads, dim))
+    present = set(store.backend.array_names())
+    for name, (dtype, shape) in wanted.items():
+        if name not in present:
+            problems.append(f"{name}: missing")
+            continue
+        info = store.backend.info(name)
+        if info.shape != shape:
+            problems.append(f"{name}: shape {info.shape}, expected {shape}")
+        if info.dtype != dtype:
+            problems.append(f"{name}: dtype {info.dtype}, expected {dtype}")
+    if problems or n_tokens is None:
+        return problems
+    starts = _read(store, layout.TOKEN_START, slice(None), problems)
+    if starts is not None:
+        expected = np.concatenate(([0], np.cumsum(n_tokens.astype(np.int64))[:-1]))
+        if not np.array_equal(starts, expected):
+            problems.append(f"{layout.TOKEN_START}: offsets do not tile the token rows")
+    chunk = int(raw["token_chunk"])
+    for name in wanted:
+        if name == layout.TOKEN_START:
+            continue
+        for start in range(0, total, chunk):
+            _read(store, name, slice(start, min(start + chunk, total)), problems)
     return problems
 
 

@@ -24,6 +24,49 @@ def utc_now() -> str:
 
 
 @dataclass(frozen=True)
+class RawPlan:
+    """Where the raw y_h vectors of every counted token go, fixed before the first forward."""
+
+    sites: tuple[str, ...]
+    layers: tuple[int, ...]  # model layer indices, a subset of the dumped layers
+    dtype: str  # a key of layout.RAW_DTYPES
+    dims: tuple[int, ...]  # vector width per site: head_dim for z, hidden size for out
+    token_start: np.ndarray  # int64 [sample]
+    n_tokens: int  # token rows in all
+    token_chunk: int
+
+    @classmethod
+    def build(cls, sites, layers, dtype: str, dims, n_tokens_per_sample: np.ndarray,
+              n_heads: int) -> RawPlan:
+        """Token offsets from the per-sample counts, and chunks of about 1 MiB."""
+        counts = np.asarray(n_tokens_per_sample, dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        itemsize = layout.RAW_DTYPES[dtype][0].itemsize
+        widest = max(dims)
+        chunk = max(64, (1 << 20) // (widest * itemsize))
+        total = int(counts.sum())
+        return cls(tuple(sites), tuple(layers), dtype, tuple(dims), starts, total,
+                   int(max(1, min(chunk, total))))
+
+    def token_rows(self, rows: slice) -> slice:
+        """The token rows of a run of consecutive samples."""
+        stop = self.token_start[rows.stop] if rows.stop < len(self.token_start) else self.n_tokens
+        return slice(int(self.token_start[rows.start]), int(stop))
+
+    def bytes_on_disk(self, n_heads: int) -> int:
+        """What the raw arrays take: whole (uncompressed) chunks, token ids and offsets."""
+        itemsize = layout.RAW_DTYPES[self.dtype][0].itemsize
+        padded = -(-self.n_tokens // self.token_chunk) * self.token_chunk
+        vectors = sum(padded * len(self.layers) * n_heads * d * itemsize for d in self.dims)
+        return int(vectors + self.n_tokens * 4 + len(self.token_start) * 8)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"sites": list(self.sites), "layers": list(self.layers), "dtype": self.dtype,
+                "dims": list(self.dims), "n_tokens": self.n_tokens,
+                "token_chunk": self.token_chunk}
+
+
+@dataclass(frozen=True)
 class StorePlan:
     """Everything that fixes a store's shape before the first forward pass."""
 
@@ -32,6 +75,7 @@ class StorePlan:
     heads: tuple[int, ...]
     sites: tuple[str, ...]
     block_size: int
+    raw: RawPlan | None = None
 
     @property
     def n_blocks(self) -> int:
@@ -77,6 +121,7 @@ class StoreWriter:
         metadata: dict[str, Any],
         *,
         overwrite: bool = False,
+        token_ids: list[np.ndarray] | None = None,
     ) -> StoreWriter:
         """Create every array at full size, write the sample table, mark `in_progress`."""
         backend_kind(path)
@@ -91,6 +136,8 @@ class StoreWriter:
             "completed_at": None,
             "layout": plan.layout_metadata(),
         }
+        if plan.raw is not None:
+            full["raw"] = plan.raw.metadata()
         problems = schema_errors(_plain(full), STORE_SCHEMA)
         if problems:
             raise StoreError("store metadata is off the schema: " + "; ".join(problems))
@@ -115,6 +162,10 @@ class StoreWriter:
                 backend.write(layout.TOKEN_HASH, slice(None), samples.token_hash)
                 backend.write(layout.N_TOKENS, slice(None), samples.n_tokens)
                 backend.write(layout.TRUNCATED, slice(None), samples.truncated)
+            if plan.raw is not None:
+                backend.write(layout.TOKEN_START, slice(None), plan.raw.token_start)
+                ids = np.concatenate(token_ids or [np.zeros(0)]).astype(np.int32)
+                backend.write(layout.RAW_TOKEN_ID, slice(None), ids)
             backend.set_metadata(full)
         finally:
             backend.close()
@@ -128,10 +179,19 @@ class StoreWriter:
             dtype=bool,
         )
 
-    def write_block(self, block: int, norms: dict[tuple[str, str], np.ndarray]) -> None:
-        """Write one block's statistics for every site and stat, then commit its done rows."""
+    def write_block(
+        self,
+        block: int,
+        norms: dict[tuple[str, str], np.ndarray],
+        raw: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Write one block's statistics (and raw vectors), then commit its done rows."""
         rows = self.plan.block_rows(block)
         n = rows.stop - rows.start
+        if self.plan.raw is not None:
+            tokens = self.plan.raw.token_rows(rows)
+            for site in self.plan.raw.sites:
+                self.backend.write(layout.raw_path(site), tokens, (raw or {})[site])
         for site in self.plan.sites:
             for stat in layout.STATS:
                 values = norms[(site, stat)]
@@ -225,6 +285,21 @@ def _create_arrays(backend: Any, plan: StorePlan) -> None:
             backend.create_array(layout.norm_path(site, stat), (n, n_layers, n_heads),
                                  layout.NORM_DTYPE, (block, n_layers, n_heads), np.nan,
                                  layout.NORM_DIMS)
+    raw = plan.raw
+    if raw is not None:
+        backend.create_array(layout.TOKEN_START, (n,), np.dtype("int64"), (block,), -1,
+                             ("sample",))
+        backend.create_array(layout.RAW_TOKEN_ID, (raw.n_tokens,), np.dtype("int32"),
+                             (raw.token_chunk,), -1, ("token",))
+        stored, logical = layout.RAW_DTYPES[raw.dtype]
+        for site, dim in zip(raw.sites, raw.dims, strict=True):
+            # One chunk per (token run, layer, head): a layer or a head reads alone.
+            backend.create_array(
+                layout.raw_path(site), (raw.n_tokens, len(raw.layers), n_heads, dim), stored,
+                (raw.token_chunk, 1, 1, dim), np.nan if stored.kind == "f" else 0,
+                layout.RAW_DIMS, compress=False,
+                attributes={"logical_dtype": logical or raw.dtype, "layers": list(raw.layers)},
+            )
 
 
 def _plain(value: Any) -> Any:

@@ -58,7 +58,7 @@ def test_sample_num_above_count_uses_all_and_says_so(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("", "is empty"),
     ("[1, 2", "not valid JSON"),
-    ('{"a": 1}', "has no any of the fields"),
+    ('{"a": 1}', "none of the fields"),
     ("[]", "holds no records"),
     ('[{"text": 3}]', "not a string"),
     ('["  "]', "text is empty"),

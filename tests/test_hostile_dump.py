@@ -37,7 +37,7 @@ DATA_CASES = {
     "directory": ("DIR", "is a directory"),
     "empty": (b"", "is empty"),
     "not-json": (b"this is not json at all\n", "not valid JSON"),
-    "wrong-shape": (json.dumps({"texts": ["a"]}).encode(), "has no any of the fields"),
+    "wrong-shape": (json.dumps({"texts": ["a"]}).encode(), "none of the fields"),
     "number-records": (json.dumps([1, 2]).encode(), "records must be strings"),
     "no-text-field": (json.dumps([{"body": "x"}]).encode(), "pass --field NAME"),
     "non-string-text": (json.dumps([{"text": ["a"]}]).encode(), "not a string"),

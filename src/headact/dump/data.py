@@ -93,9 +93,9 @@ def record_text(record: Any, position: int, field: str | None) -> tuple[str, str
         names = (field,) if field else TEXT_FIELDS
         used = next((name for name in names if name in record), None)
         if used is None:
-            wanted = f"field {field!r}" if field else "any of the fields input, text, question"
+            wanted = f"no field {field!r}" if field else "none of the fields input, text, question"
             raise DataError(
-                f"record {position} has no {wanted}; pass --field NAME to name its text field."
+                f"record {position} has {wanted}; pass --field NAME to name its text field."
             )
         text = record[used]
     else:

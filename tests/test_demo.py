@@ -123,3 +123,14 @@ def test_finetuning_changes_the_weights_and_learns_the_training_set(minilm_dir, 
     # The saved directory loads as a plain Hugging Face model, with every weight present.
     model, _tokenizer, _device = load_model(ModelSpec(str(tmp_path / "tuned"), device="cpu"))
     assert model.config.num_hidden_layers == 6
+
+
+def test_a_fine_tune_record_of_another_version_is_not_reused(tmp_path):
+    from headact.demo.finetune import RECORD_FILE, finished_record
+
+    (tmp_path / "config.json").write_text("{}")
+    assert finished_record(tmp_path) is None
+    (tmp_path / RECORD_FILE).write_text(json.dumps({"config": {}, "result": {"steps": 3}}))
+    assert finished_record(tmp_path) is None
+    (tmp_path / RECORD_FILE).write_text("{not json")
+    assert finished_record(tmp_path) is None

@@ -8,7 +8,7 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -199,12 +199,16 @@ def _save(model: MeanPoolClassifier, tokenizer, out_dir: Path, config: FinetuneC
     partial.rename(out_dir)
 
 
-def finished_config(model_dir: str | Path) -> dict | None:
-    """The config a finished fine-tune in `model_dir` was run with, or None if there is none."""
-    record = Path(model_dir) / RECORD_FILE
-    if not record.is_file() or not (Path(model_dir) / "config.json").is_file():
+def finished_record(model_dir: str | Path) -> dict | None:
+    """The record of a finished fine-tune in `model_dir` (config, result), or None."""
+    record_path = Path(model_dir) / RECORD_FILE
+    if not record_path.is_file() or not (Path(model_dir) / "config.json").is_file():
         return None
     try:
-        return json.loads(record.read_text(encoding="utf-8")).get("config")
+        record = json.loads(record_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    wanted = {f.name for f in fields(FinetuneResult)}
+    if not isinstance(record.get("config"), dict) or not wanted <= set(record.get("result", {})):
+        return None  # unreadable, or written by another version of the demo
+    return record

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from headact.demo.data import EVAL_FILE, TRAIN_FILE, bundled, copy_bundled
-from headact.demo.finetune import HEAD_FILE, FinetuneConfig, finetune, finished_config
+from headact.demo.finetune import HEAD_FILE, FinetuneConfig, finetune, finished_record
 
 log = logging.getLogger("headact.demo")
 
@@ -215,7 +215,8 @@ def run_demo(out: str | os.PathLike = "headact-demo", *, settings: DemoSettings 
     link_pre_trained(base_model_dir(), paths.pre_trained)
 
     config = settings.finetune
-    if finished_config(paths.fine_tuned) == asdict(config) and paths.classifier_head.is_file():
+    earlier = finished_record(paths.fine_tuned)
+    if earlier and earlier["config"] == asdict(config) and paths.classifier_head.is_file():
         log.info("reusing the fine-tuned model in %s", paths.fine_tuned)
         reused.append("fine-tuned model")
     else:
@@ -249,12 +250,12 @@ def run_demo(out: str | os.PathLike = "headact-demo", *, settings: DemoSettings 
             and manifest.get("analysis") is not None
             and (paths.analysis / "summary.json").exists()):
         reused.append("analysis")
-        answer, summary, figures = _from_manifest(manifest)
+        answer, summary, figures = _from_manifest(manifest, paths.root)
     else:
         analysed = _timed(durations, "analyze", lambda: analyze(paths, settings))
         if analysed is not None:
             answer, summary, figures = analysed
-    _write_manifest(paths.manifest, settings, answer, summary, figures)
+    _write_manifest(paths, settings, answer, summary, figures)
     return DemoResult(paths, settings, record, n_texts, tuple(reused), durations, answer, summary,
                       tuple(figures))
 
@@ -288,15 +289,20 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _from_manifest(manifest: dict[str, Any]):
+def _from_manifest(manifest: dict[str, Any], root: Path):
     analysis = manifest["analysis"]
-    return (analysis.get("answer"), Path(analysis["summary"]),
-            tuple(Path(p) for p in analysis.get("figures", [])))
+    return (analysis.get("answer"), root / analysis["summary"],
+            tuple(root / p for p in analysis.get("figures", [])))
 
 
-def _write_manifest(path: Path, settings: DemoSettings, answer: str | None,
+def _write_manifest(paths: DemoPaths, settings: DemoSettings, answer: str | None,
                     summary: Path | None, figures) -> None:
+    """Record the settings and the analysis's answer and files (relative to the root)."""
+    def relative(path: Path) -> str:
+        return Path(os.path.relpath(path, paths.root)).as_posix()
+
     analysis = None if summary is None else {
-        "answer": answer, "summary": str(summary), "figures": [str(p) for p in figures]}
+        "answer": answer, "summary": relative(summary),
+        "figures": [relative(p) for p in figures]}
     content = {"settings": _settings_dict(settings), "analysis": analysis}
-    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    paths.manifest.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")

@@ -323,9 +323,26 @@ def hypothesis_sentence(
     else:
         claim = (f"Across {n_heads} heads, the data show no clear relation between a head's "
                  "strength before fine-tuning and how much it changed")
+    if (robust or within) and not _split_agrees(magnitude, sign):
+        claim += (", though the split-sample estimate is much weaker, so part of it may be "
+                  "regression to the mean")
     signed_dir = _excludes_zero(signed.spearman.ci_layers)
     tail = ""
     if signed_dir and _excludes_zero(signed.spearman.ci_samples) == signed_dir:
-        tail = (f"; stronger heads tended to {'grow' if signed_dir > 0 else 'shrink'} "
-                f"(signed rho = {_fmt(signed.spearman.estimate)})")
+        if _split_agrees(signed, signed_dir):
+            tail = (f"; stronger heads tended to {'grow' if signed_dir > 0 else 'shrink'} "
+                    f"(signed rho = {_fmt(signed.spearman.estimate)}, split-sample "
+                    f"{_fmt(signed.split_sample.spearman)})")
+        else:
+            tail = (f"; the signed log-ratio's rho of {_fmt(signed.spearman.estimate)} shrinks to "
+                    f"{_fmt(signed.split_sample.spearman)} when R_pre and the change come from "
+                    "different halves of the texts: regression to the mean, not a trend")
     return f"{claim} ({evidence}){tail}."
+
+
+def _split_agrees(target: TargetResult, sign: int) -> bool:
+    """The split-sample rho has the same sign and at least half the full-sample size."""
+    split, full = target.split_sample.spearman, target.spearman.estimate
+    if split is None or full is None:
+        return False
+    return int(np.sign(split)) == sign and abs(split) >= 0.5 * abs(full)

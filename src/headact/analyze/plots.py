@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -62,12 +63,12 @@ def heatmap_figure(
     if diverging:
         finite = np.abs(values[np.isfinite(values)])
         limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-        cmap = "RdBu_r"
+        cmap = colormaps["RdBu_r"].with_extremes(bad="lightgrey")
         image = ax.imshow(data, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto",
                           interpolation="nearest")
     else:
-        image = ax.imshow(data, cmap="viridis", aspect="auto", interpolation="nearest")
-    image.cmap.set_bad("lightgrey")
+        cmap = colormaps["viridis"].with_extremes(bad="lightgrey")
+        image = ax.imshow(data, cmap=cmap, aspect="auto", interpolation="nearest")
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     xpos, xlab = _ticks(heads)

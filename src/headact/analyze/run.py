@@ -177,8 +177,9 @@ def _flag_warnings(flags: dict[str, np.ndarray], layers: np.ndarray, heads: np.n
     return messages
 
 
-def _hypothesis(acc: Accumulated, comparison: HeadComparison, layer_of_head: np.ndarray,
-                options: AnalysisOptions) -> HypothesisResult | None:
+def hypothesis_for(acc: Accumulated, comparison: HeadComparison, layer_of_head: np.ndarray,
+                   options: AnalysisOptions) -> HypothesisResult | None:
+    """The across-head hypothesis over heads with a defined log-ratio (None below 3 heads)."""
     valid = comparison.valid
     if valid.sum() < 3:
         return None
@@ -257,7 +258,7 @@ def analyze_stores(
     else:
         result.comparison = compare_heads(acc, options.ci, options.ci_method, fdr=options.fdr,
                                           min_effect=options.min_effect)
-        result.hypothesis = _hypothesis(acc, result.comparison, result.head_layer, options)
+        result.hypothesis = hypothesis_for(acc, result.comparison, result.head_layer, options)
         if result.hypothesis is None:
             warnings.append("fewer than 3 heads have a defined log-ratio: no hypothesis test.")
     warnings += _flag_warnings(result.flags, layers, heads)

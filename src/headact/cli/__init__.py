@@ -25,11 +25,12 @@ def main(verbose: int) -> None:
 
 def _register() -> None:
     # Command modules import torch only inside the dump commands, so analyze stays torch-free.
-    from headact.cli import analyze_cmd, demo_cmd, dump_cmd, store_cmds
+    from headact.cli import analyze_cmd, compare_cmd, demo_cmd, dump_cmd, store_cmds
 
     main.add_command(dump_cmd.dump)
     main.add_command(analyze_cmd.analyze)
     main.add_command(demo_cmd.demo)
+    main.add_command(compare_cmd.compare)
     for command in store_cmds.COMMANDS:
         main.add_command(command)
 

@@ -1,0 +1,212 @@
+"""The original tool's JSON files and heatmap, built from analyze's result objects.
+
+`activations-v1` (one model's R_h per head) and `comparison-v1` (pre against fine) are
+documented in the README and have JSON Schemas in `schemas/`. Everything here takes what
+`headact.analyze` computed; nothing is estimated a second time. No torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from headact import __version__
+from headact.store.schemas import schema_errors
+
+if TYPE_CHECKING:
+    from headact.analyze import AnalysisOptions, AnalysisResult, HeadEstimates
+
+ACTIVATIONS_SCHEMA = "activations-v1.schema.json"
+COMPARISON_SCHEMA = "comparison-v1.schema.json"
+
+DEFINITION = (
+    "R_h = mean over samples of x_h, where x_h = (sum over the sample's counted tokens of "
+    "||y_h,t||_2) / n_tokens and y_h is head h's output inside attention (site z: the input of "
+    "the attention output projection, split into heads)"
+)
+
+
+def _num(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _grid(values: np.ndarray, n_layers: int, n_heads: int) -> list[list[float | None]]:
+    rows = np.asarray(values, dtype=np.float64).reshape(n_layers, n_heads)
+    return [[_num(v) for v in row] for row in rows]
+
+
+def _settings(options: AnalysisOptions, *, paired: bool) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "site": options.site,
+        "reduction": options.reduction,
+        "ci": options.ci,
+        "ci_method": options.ci_method,
+        "n_boot": options.n_boot,
+        "seed": options.seed,
+    }
+    if paired:
+        settings.update(fdr=options.fdr, min_effect=options.min_effect, n_perm=options.n_perm)
+    return settings
+
+
+def activations_document(
+    *,
+    model_name: str,
+    layers: np.ndarray | list[int],
+    heads: np.ndarray | list[int],
+    estimates: HeadEstimates,
+    options: AnalysisOptions,
+    num_layers: int | None,
+    num_heads: int | None,
+    num_samples: int,
+) -> dict[str, Any]:
+    """One model's R_h per head (activations-v1) from analyze's per-head estimates."""
+    layers = [int(v) for v in layers]
+    heads = [int(v) for v in heads]
+    r = estimates.r
+    stats = []
+    for k, (layer, head) in enumerate((layer, head) for layer in layers for head in heads):
+        stats.append({
+            "layer_idx": layer,
+            "head_idx": head,
+            "R_h": _num(r.value[k]),
+            "ci_low": _num(r.low[k]),
+            "ci_high": _num(r.high[k]),
+            "std": _num(estimates.sd[k]),
+            "num_samples": int(estimates.n[k]),
+        })
+    return {
+        "schema": "activations-v1",
+        "headact_version": __version__,
+        "model_name": model_name,
+        "definition": DEFINITION if options.site == "z" and options.reduction == "token-mean"
+        else f"R_h = mean over samples of the {options.reduction} of ||y_h||_2 at site "
+             f"{options.site}",
+        "settings": _settings(options, paired=False),
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "num_samples": int(num_samples),
+        "layers": layers,
+        "heads": heads,
+        "R_h": _grid(r.value, len(layers), len(heads)),
+        "stats": stats,
+    }
+
+
+def comparison_document(result: AnalysisResult) -> dict[str, Any]:
+    """Pre against fine per head (comparison-v1) from a paired analysis result."""
+    c = result.comparison
+    if c is None or result.fine is None:
+        raise ValueError("comparison_document needs a paired (pre and fine) analysis result")
+    summary = result.summary()
+    n_layers, n_heads = result.layers.shape[0], result.heads.shape[0]
+    per_head = []
+    for k in range(c.n_heads):
+        per_head.append({
+            "layer_idx": int(result.head_layer[k]),
+            "head_idx": int(result.head_index[k]),
+            "R_pre": _num(c.r_pre.value[k]),
+            "R_pre_ci": [_num(c.r_pre.low[k]), _num(c.r_pre.high[k])],
+            "R_fine": _num(c.r_fine.value[k]),
+            "R_fine_ci": [_num(c.r_fine.low[k]), _num(c.r_fine.high[k])],
+            "difference": _num(c.diff.value[k]),
+            "difference_ci": [_num(c.diff.low[k]), _num(c.diff.high[k])],
+            "ratio": _num(c.ratio.value[k]),
+            "ratio_ci": [_num(c.ratio.low[k]), _num(c.ratio.high[k])],
+            "log_ratio": _num(c.log_ratio.value[k]),
+            "log_ratio_ci": [_num(c.log_ratio.low[k]), _num(c.log_ratio.high[k])],
+            "p_value": _num(c.p_value[k]),
+            "q_value": _num(c.q_value[k]),
+            "d_z": _num(c.d_z[k]),
+            "changed": str(c.changed[k]),
+            "num_samples": int(c.n[k]),
+        })
+    return _json_safe({
+        "schema": "comparison-v1",
+        "headact_version": __version__,
+        "pre_model": result.pre.model_name,
+        "fine_model": result.fine.model_name,
+        "definition": DEFINITION,
+        "settings": _settings(result.options, paired=True),
+        "num_samples": int(result.n_samples),
+        "layers": [int(v) for v in result.layers],
+        "heads": [int(v) for v in result.heads],
+        "R_pre": _grid(c.r_pre.value, n_layers, n_heads),
+        "R_fine": _grid(c.r_fine.value, n_layers, n_heads),
+        "differences": _grid(c.diff.value, n_layers, n_heads),
+        "ratios": _grid(c.ratio.value, n_layers, n_heads),
+        "log_ratios": _grid(c.log_ratio.value, n_layers, n_heads),
+        "changed": {key: int(v) for key, v in c.counts().items()},
+        "per_head": per_head,
+        "hypothesis": summary["hypothesis"],
+        "hypothesis_sentence": summary["hypothesis_sentence"],
+        "warnings": list(result.warnings),
+    })
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
+def write_json(document: dict[str, Any], path: str | os.PathLike, schema: str) -> Path:
+    """Check `document` against its schema, then write it as indented JSON."""
+    document = _json_safe(document)
+    problems = schema_errors(document, schema)
+    if problems:  # a bug in headact, not in the user's data
+        raise RuntimeError(f"{schema} document is off its schema: " + "; ".join(problems[:5]))
+    target = Path(path)
+    target.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return target
+
+
+def write_comparison_heatmap(result: AnalysisResult, path: str | os.PathLike) -> Path:
+    """analyze's R_pre, R_fine and log-ratio heatmaps side by side in one image."""
+    from matplotlib.image import imsave
+
+    from headact.analyze.plots import heatmap_figure
+
+    c = result.comparison
+    if c is None or result.fine is None:
+        raise ValueError("the comparison heatmap needs a paired (pre and fine) analysis result")
+    o = result.options
+    how = f"site {o.site}, {o.reduction}"
+    pre, fine = result.pre.short_name, result.fine.short_name
+    figures = [
+        heatmap_figure(result.grid(c.r_pre.value), result.layers, result.heads,
+                       title=f"R_pre (before fine-tuning): {pre}\n{how}",
+                       colorbar_label="R_pre"),
+        heatmap_figure(result.grid(c.r_fine.value), result.layers, result.heads,
+                       title=f"R_fine (after fine-tuning): {fine}\n{how}",
+                       colorbar_label="R_fine"),
+        heatmap_figure(result.grid(c.log_ratio.value), result.layers, result.heads,
+                       title=f"log(R_fine / R_pre): {fine} vs {pre}\n{how}",
+                       colorbar_label="log-ratio: red grew, blue shrank", diverging=True,
+                       marks=result.grid((c.changed == "none") & c.valid),
+                       mark_label=f"dot: not changed (q > {o.fdr:g} or |ratio - 1| within "
+                                  f"{100 * o.min_effect:g}%)"),
+    ]
+    panels = []
+    for fig in figures:
+        fig.set_dpi(110)
+        fig.canvas.draw()
+        panels.append(np.asarray(fig.canvas.buffer_rgba()))
+    height = max(p.shape[0] for p in panels)
+    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
+              for p in panels]
+    target = Path(path)
+    imsave(target, np.concatenate(padded, axis=1), format="png")
+    return target

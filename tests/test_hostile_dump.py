@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import tracemalloc
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
 
 from headact.cli import main
-from headact.dump.data import read_samples
 
 pytestmark = pytest.mark.dump
 
@@ -135,12 +135,24 @@ def test_existing_out_without_overwrite(model_factory, texts_file, tmp_path):
 
 def test_a_million_record_file_is_read_in_bounded_memory(tmp_path):
     path = tmp_path / "big.jsonl"
-    line = json.dumps({"text": "a modest sentence of about forty characters"}) + "\n"
-    path.write_text(line * 1_000_000)
-    tracemalloc.start()
-    samples = read_samples(path, sample_num=10, seed=0)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert samples.n_records == 1_000_000 and len(samples.texts) == 10
-    # Holding a million str records would take well over 60 MB.
-    assert peak < 20 * 2**20, peak
+    lines = (json.dumps({"text": f"record {i}: a modest sentence of some forty characters"})
+             for i in range(1_000_000))
+    path.write_text("\n".join(lines) + "\n")
+    # Peak resident memory in a fresh process, after imports, while reading.
+    code = (
+        "import json, resource, sys\n"
+        "from headact.dump.data import read_samples\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "s = read_samples(sys.argv[1], sample_num=10, seed=0)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'grew_kib': after - before, 'n': s.n_records, 'index': s.index,\n"
+        "                  'texts': s.texts}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, check=True)
+    report = json.loads(done.stdout)
+    assert report["n"] == 1_000_000 and len(report["texts"]) == 10
+    assert all(text.startswith(f"record {i}:")
+               for i, text in zip(report["index"], report["texts"], strict=True))
+    # A million records held as Python objects would take well over 100 MB.
+    assert report["grew_kib"] < 20 * 1024, report["grew_kib"]

@@ -52,8 +52,11 @@ def detect_format(path: Path) -> str:
                 return "json" if stripped[:1] == b"[" else "jsonl"
 
 
-def iter_records(path: Path, data_format: str) -> Iterator[Any]:
-    """Records one at a time; JSON Lines is streamed, so huge files stay out of memory."""
+def iter_records(
+    path: Path, data_format: str, wanted: set[int] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """(position, record) one at a time. JSON Lines is streamed, and with `wanted` only those
+    lines are parsed (the others come as None), so huge files stay out of memory and fast."""
     try:
         if data_format == "json":
             with open(path, encoding="utf-8-sig") as f:
@@ -66,14 +69,19 @@ def iter_records(path: Path, data_format: str) -> Iterator[Any]:
                     ) from None
             if not isinstance(records, list):
                 raise DataError(f"{path}: expected a JSON array of records at the top level.")
-            yield from records
+            yield from enumerate(records)
             return
         with open(path, encoding="utf-8-sig") as f:
+            position = 0
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
+                position += 1
+                if wanted is not None and position - 1 not in wanted:
+                    yield position - 1, None
+                    continue
                 try:
-                    yield json.loads(line)
+                    yield position - 1, json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(
                         f"{path}: line {lineno} is not valid JSON ({exc.msg}); give a JSON array "
@@ -114,8 +122,8 @@ def record_text(record: Any, position: int, field: str | None) -> tuple[str, str
 
 
 def count_records(path: Path, data_format: str) -> int:
-    """How many records the file holds, without keeping them."""
-    return sum(1 for _ in iter_records(path, data_format))
+    """How many records the file holds, without keeping them (JSON Lines: without parsing)."""
+    return sum(1 for _ in iter_records(path, data_format, wanted=set()))
 
 
 def read_samples(
@@ -148,7 +156,7 @@ def read_samples(
         selection = f"{sample_num} of {n_records} at random without replacement (numpy seed {seed})"
     wanted = set(chosen.tolist())
     index, texts, fields = [], [], set()
-    for position, record in enumerate(iter_records(p, data_format)):
+    for position, record in iter_records(p, data_format, wanted):
         if position in wanted:
             text, used = record_text(record, position, field)
             index.append(position)

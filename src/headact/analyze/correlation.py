@@ -40,14 +40,17 @@ def pearson_rows(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> n
     if w is None:
         xc = x - x.mean(axis=-1, keepdims=True)
         yc = y - y.mean(axis=-1, keepdims=True)
-        num = (xc * yc).sum(axis=-1)
-        den = np.sqrt((xc * xc).sum(axis=-1) * (yc * yc).sum(axis=-1))
+        num = np.einsum("...i,...i->...", xc, yc)
+        den = np.sqrt(np.einsum("...i,...i->...", xc, xc) * np.einsum("...i,...i->...", yc, yc))
     else:
-        total = w.sum(axis=-1, keepdims=True)
-        xc = x - (w * x).sum(axis=-1, keepdims=True) / total
-        yc = y - (w * y).sum(axis=-1, keepdims=True) / total
-        num = (w * xc * yc).sum(axis=-1)
-        den = np.sqrt((w * xc * xc).sum(axis=-1) * (w * yc * yc).sum(axis=-1))
+        # Weighted moments by single-pass sums; ranks are small numbers, so no cancellation.
+        total = w.sum(axis=-1)
+        mx = np.einsum("...i,...i->...", w, x) / total
+        my = np.einsum("...i,...i->...", w, y) / total
+        num = np.einsum("...i,...i,...i->...", w, x, y) - total * mx * my
+        sxx = np.einsum("...i,...i,...i->...", w, x, x) - total * mx * mx
+        syy = np.einsum("...i,...i,...i->...", w, y, y) - total * my * my
+        den = np.sqrt(np.maximum(sxx, 0.0) * np.maximum(syy, 0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, np.nan)
 
@@ -77,9 +80,10 @@ def weighted_average_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarra
     group_weight = np.add.reduceat(weights[:, order], starts, axis=1)
     below = np.cumsum(group_weight, axis=1) - group_weight
     group_rank = below + (group_weight + 1.0) / 2.0
-    ranks = np.empty(weights.shape, dtype=np.float64)
-    ranks[:, order] = group_rank[:, group]
-    return ranks
+    # Value i sits in group group[position of i in the sorted order]: one gather.
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    return np.take(group_rank, group[position], axis=1)
 
 
 def weighted_spearman_rows(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:

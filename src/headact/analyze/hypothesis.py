@@ -14,7 +14,7 @@ from headact.analyze.correlation import (
     kendall_rows,
     pearson_rows,
     spearman,
-    weighted_spearman_rows,
+    weighted_average_ranks,
 )
 from headact.analyze.resampling import layer_generator, permutation_generator
 
@@ -122,11 +122,11 @@ def _partial(x_ranks: np.ndarray, y_ranks: np.ndarray, onehot: np.ndarray) -> np
 def _within_layer_permutations(layer: np.ndarray, n_perm: int, seed: int) -> np.ndarray:
     """int [n_perm, n]: index arrays that shuffle heads among the heads of their own layer."""
     rng = permutation_generator(seed)
-    perms = np.tile(np.arange(layer.shape[0]), (n_perm, 1))
+    perms = np.tile(np.arange(layer.shape[0], dtype=np.int32), (n_perm, 1))
     for value in np.unique(layer):
         idx = np.flatnonzero(layer == value)
         if idx.size > 1:
-            perms[:, idx] = rng.permuted(np.tile(idx, (n_perm, 1)), axis=1)
+            perms[:, idx] = rng.permuted(np.tile(idx.astype(np.int32), (n_perm, 1)), axis=1)
     return perms
 
 
@@ -195,9 +195,10 @@ def relate_strength_to_change(
     if n_layers >= 2:
         counts = layer_generator(seed).multinomial(n_layers, np.full(n_layers, 1 / n_layers),
                                                    size=n_boot)
-        head_weights = counts[:, layer_index]
+        head_weights = counts[:, layer_index].astype(np.float64)
+        x_ranks_layers = weighted_average_ranks(x, head_weights)
     else:
-        counts = head_weights = None
+        counts = head_weights = x_ranks_layers = None
         notes.append("one layer only: no interval from resampling layers")
 
     perms = _within_layer_permutations(layer_index, n_perm, seed) if n_perm > 0 else None
@@ -211,8 +212,10 @@ def relate_strength_to_change(
         tau = kendall(x, y)
         rho_perm_p = None
         if perms is not None and np.isfinite(rho):
-            # Ranks move with their values, so a permutation needs no re-ranking.
-            perm_rho = pearson_rows(np.broadcast_to(x_ranks, perms.shape), y_ranks[perms])
+            # Ranks move with their values, so a permutation needs no re-ranking, and the
+            # means and spreads stay put: each permuted rho is one dot product.
+            xc, yc = x_ranks - x_ranks.mean(), y_ranks - y_ranks.mean()
+            perm_rho = (yc[perms] @ xc) / np.sqrt((xc @ xc) * (yc @ yc))
             extreme = np.abs(perm_rho) >= abs(rho) - 1e-12
             rho_perm_p = float((1 + extreme.sum()) / (1 + n_perm))
         if rep_x.shape[0]:
@@ -222,8 +225,9 @@ def relate_strength_to_change(
             partial_ci = _ci(_partial(rep_x_ranks, rep_y_ranks, onehot), level)
         else:
             rho_ci = tau_ci = partial_ci = None
-        if counts is not None and head_weights is not None:
-            rho_layers = _ci(weighted_spearman_rows(x, y, head_weights), level)
+        if counts is not None and head_weights is not None and x_ranks_layers is not None:
+            y_ranks_layers = weighted_average_ranks(y, head_weights)
+            rho_layers = _ci(pearson_rows(x_ranks_layers, y_ranks_layers, head_weights), level)
             tau_layers = _ci(cluster_kendall_rows(x, y, layer_index, counts), level)
         else:
             rho_layers = tau_layers = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -247,18 +248,25 @@ def analyze_stores(
             )
         layers, heads = s_pre.layers, s_pre.heads
         n_heads = layers.shape[0] * heads.shape[0]
+        started = time.perf_counter()
         acc = _accumulate(s_pre, s_fine, pairing, options, n_heads)
+        logger.info("read and resampled %d samples x %d heads in %.2f s", pairing.n_samples,
+                    n_heads, time.perf_counter() - started)
         info_pre = StoreInfo.of(s_pre)
         info_fine = StoreInfo.of(s_fine) if s_fine is not None else None
 
     result = AnalysisResult(options, info_pre, info_fine, layers, heads, pairing,
                             pairing.n_samples, excluded)
+    started = time.perf_counter()
     if info_fine is None:
         result.estimates = estimate_heads(acc, options.ci, options.ci_method)
     else:
         result.comparison = compare_heads(acc, options.ci, options.ci_method, fdr=options.fdr,
                                           min_effect=options.min_effect)
+        logger.info("per-head intervals and tests in %.2f s", time.perf_counter() - started)
+        started = time.perf_counter()
         result.hypothesis = hypothesis_for(acc, result.comparison, result.head_layer, options)
+        logger.info("hypothesis across heads in %.2f s", time.perf_counter() - started)
         if result.hypothesis is None:
             warnings.append("fewer than 3 heads have a defined log-ratio: no hypothesis test.")
     warnings += _flag_warnings(result.flags, layers, heads)
@@ -271,5 +279,7 @@ def analyze_stores(
     if out_dir is not None:
         from headact.analyze.report import write_outputs
 
+        started = time.perf_counter()
         result.outputs = write_outputs(result, Path(out_dir))
+        logger.info("wrote %d files in %.2f s", len(result.outputs), time.perf_counter() - started)
     return result

@@ -255,3 +255,16 @@ def test_every_option_has_help_and_the_choices_match_the_library():
     assert analyze_cmd.CI_METHOD_CHOICES == CI_METHODS
     assert analyze_cmd.FORMAT_CHOICES == PLOT_FORMATS
     assert "analyze" in cli("--help").output
+
+
+def test_a_store_against_itself(planted, tmp_path):
+    result = analyze_stores(planted["pre"], planted["pre"], tmp_path / "o", n_boot=200,
+                            n_perm=50)
+    c = result.comparison
+    assert (c.log_ratio.value == 0).all() and (c.p_value == 1).all()
+    assert result.flags["identical"].all() and (c.changed == "none").all()
+    assert "does not vary" in result.hypothesis.sentence
+    assert any("same weight fingerprint" in w for w in result.warnings)
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert schema_errors(summary, "analyze-summary-v1.schema.json") == []
+    assert summary["hypothesis"]["targets"]["log_ratio"]["spearman"]["estimate"] is None

@@ -299,6 +299,10 @@ def hypothesis_sentence(
     alpha = 1 - level
     pct = f"{100 * level:g}%"
     rho = magnitude.spearman
+    if rho.estimate is None:
+        return (f"Across {n_heads} heads, the size of the change does not vary (or is not "
+                "defined), so there is no relation between strength before fine-tuning and "
+                "change to measure.")
     by_layers = _excludes_zero(rho.ci_layers)
     by_samples = _excludes_zero(rho.ci_samples)
     within = rho.permutation_p is not None and rho.permutation_p <= alpha

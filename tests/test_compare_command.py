@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from click.testing import CliRunner
 from tiny_models import build_model
 
@@ -87,7 +88,8 @@ def test_headact_compare_with_the_original_flags(models, texts_file, tmp_path):
     with open_store(out / "pre_tuned.zarr") as store:
         assert store.metadata["data"]["seed"] == 7
         assert store.metadata["data"]["sample_num"] == 9
-        assert store.metadata["run"]["device"] == "cpu"
+        expected = "cuda" if torch.cuda.is_available() else "cpu"  # the original's default
+        assert store.metadata["run"]["device"].split(":")[0] == expected
 
 
 def test_python_m_activation_extract_with_dashed_flags(models, texts_file, tmp_path):

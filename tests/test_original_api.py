@@ -126,7 +126,7 @@ def test_readme_2_extract_compute_save_remove(how, models, texts, per_sample, tm
 
     saved = json.loads(extractor.save_results(tmp_path / "results.json").read_text())
     assert schema_errors(saved, "activations-v1.schema.json") == []
-    assert saved["model_name"] == "my_model"
+    assert saved["model_name"] == "my_model" and saved["num_samples"] == len(texts)
     assert saved["stats"][0]["R_h"] == stats[0].R_h
     np.testing.assert_allclose(np.array(saved["R_h"]), grid(r_h), rtol=1e-12)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from headact.cli.common import configure_logging, reports_errors
+from headact.cli.common import configure_logging, progress_enabled, reports_errors
 
 LIST_OPTIONS = ("--layers", "--heads")
 
@@ -105,7 +105,8 @@ def compare(pre_tuned_model: str, fine_tuned_model: str, data_path: str,
         pre_tuned_model, fine_tuned_model, data_path, output_dir, sample_num=sample_num,
         batch_size=batch_size, layers=layers, heads=heads, seed=seed, device=device,
         n_boot=n_boot, field=field, max_length=max_length,
-        command_line=shlex.join([_program(), *sys.argv[1:]]), report=say,
+        command_line=shlex.join([_program(), *sys.argv[1:]]),
+        progress=progress_enabled(quiet), report=say,
     )
     if not quiet:
         from headact.analyze.report import terminal_summary

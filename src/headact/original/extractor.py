@@ -246,7 +246,8 @@ class ActivationExtractor:
 
     def _tokenizer_for(self, batch_tokenizer: Any, batch: Any) -> Any:
         if batch_tokenizer is not None:
-            self.tokenizer = self.tokenizer or batch_tokenizer
+            if self.tokenizer is None:
+                self.tokenizer = batch_tokenizer
             return batch_tokenizer
         if self.tokenizer is None and _holds_texts(batch):
             self.tokenizer = _load_tokenizer(self.model)
@@ -402,6 +403,7 @@ class ActivationExtractor:
     def results(self, **settings: Any) -> dict[str, Any]:
         """The activations-v1 document (what save_results writes)."""
         from headact.analyze import AnalysisOptions
+        from headact.analyze.reductions import MIN_TOKENS
         from headact.original.results import activations_document
 
         options = replace(AnalysisOptions(), **settings)
@@ -410,7 +412,7 @@ class ActivationExtractor:
             model_name=self.model_name, layers=list(self.layers or ()),
             heads=list(self.heads or ()), estimates=est, options=options,
             num_layers=self.num_layers, num_heads=self.num_heads,
-            num_samples=int(est.n.max(initial=0)),
+            num_samples=int((self.n_tokens >= MIN_TOKENS[options.reduction]).sum()),
         )
 
     def save_results(self, path: str | os.PathLike, **settings: Any) -> Path:

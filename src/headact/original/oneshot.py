@@ -66,6 +66,7 @@ def run_compare(
     field: str | None = None,
     max_length: int | None = None,
     command_line: str | None = None,
+    progress: bool = False,
     report: Callable[[str], None] | None = None,
 ) -> CompareOutputs:
     """Dump both models over the same samples, analyze the pair, write the original's files.
@@ -82,7 +83,8 @@ def run_compare(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     options = DumpOptions(layers=layers, heads=heads, batch_size=batch_size,
-                          max_length=max_length, overwrite=True, command_line=command_line)
+                          max_length=max_length, overwrite=True, command_line=command_line,
+                          progress=progress)
     stores = {"pre": out / PRE_STORE, "fine": out / FINE_STORE}
     for label, model, store in (("pre-tuned", pre_tuned_model, stores["pre"]),
                                 ("fine-tuned", fine_tuned_model, stores["fine"])):

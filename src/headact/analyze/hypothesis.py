@@ -147,6 +147,41 @@ def _top_k(x: np.ndarray, change: np.ndarray, changed: np.ndarray, k: int) -> To
     )
 
 
+def _partial_p(partial: float, n: int, n_layers: int) -> float | None:
+    """Two-sided t-test p of a partial correlation with n_layers - 1 covariates."""
+    df = n - n_layers - 1
+    if not np.isfinite(partial):
+        return None
+    if abs(partial) >= 1:
+        return 0.0
+    if df <= 0:
+        return None
+    t = partial * np.sqrt(df / (1 - partial**2))
+    return float(2 * stdtr(df, -abs(t)))
+
+
+def _split_sample(half_log_r_pre: np.ndarray, half_log_ratio: np.ndarray, *, absolute: bool
+                  ) -> SplitSample:
+    """R_pre from half A and the change from half B, then the other way round, averaged."""
+    folds_rho: list[float | None] = []
+    folds_tau: list[float | None] = []
+    for pre_half, change_half in ((0, 1), (1, 0)):
+        hx = half_log_r_pre[pre_half]
+        hy = half_log_ratio[change_half]
+        hy = np.abs(hy) if absolute else hy
+        good = np.isfinite(hx) & np.isfinite(hy)
+        enough = good.sum() >= 3
+        folds_rho.append(_num(spearman(hx[good], hy[good])) if enough else None)
+        folds_tau.append(_num(kendall(hx[good], hy[good])) if enough else None)
+
+    def mean_of(values: list[float | None]) -> float | None:
+        vals = [v for v in values if v is not None]
+        return float(np.mean(vals)) if vals else None
+
+    return SplitSample(mean_of(folds_rho), mean_of(folds_tau), (folds_rho[0], folds_rho[1]),
+                       (folds_tau[0], folds_tau[1]))
+
+
 def default_top_k(n_heads: int) -> int:
     """5 % of the heads, at least 1 and at most 50."""
     return int(min(50, max(1, round(0.05 * n_heads))))
@@ -233,38 +268,14 @@ def relate_strength_to_change(
             rho_layers = tau_layers = None
 
         partial = float(_partial(x_ranks[None], y_ranks[None], onehot)[0])
-        df = n - n_layers - 1
-        partial_p = None
-        if df > 0 and np.isfinite(partial) and abs(partial) < 1:
-            t = partial * np.sqrt(df / (1 - partial**2))
-            partial_p = float(2 * stdtr(df, -abs(t)))
-        elif np.isfinite(partial):
-            partial_p = 0.0 if abs(partial) >= 1 else None
-
-        folds_rho, folds_tau = [], []
-        for pre_half, change_half in ((0, 1), (1, 0)):
-            hx = half_log_r_pre[pre_half]
-            hy = half_log_ratio[change_half]
-            hy = np.abs(hy) if name == "abs_log_ratio" else hy
-            good = np.isfinite(hx) & np.isfinite(hy)
-            if good.sum() >= 3:
-                folds_rho.append(_num(spearman(hx[good], hy[good])))
-                folds_tau.append(_num(kendall(hx[good], hy[good])))
-            else:
-                folds_rho.append(None)
-                folds_tau.append(None)
-
-        def mean_of(values: list[float | None]) -> float | None:
-            vals = [v for v in values if v is not None]
-            return float(np.mean(vals)) if vals else None
-
+        split = _split_sample(half_log_r_pre, half_log_ratio, absolute=name == "abs_log_ratio")
         targets[name] = TargetResult(
             target=name,
             spearman=Correlation(_num(rho), rho_ci, rho_layers, rho_perm_p),
             kendall=Correlation(_num(tau), tau_ci, tau_layers, None),
-            partial=PartialCorrelation(_num(partial), partial_p, partial_ci),
-            split_sample=SplitSample(mean_of(folds_rho), mean_of(folds_tau),
-                                     (folds_rho[0], folds_rho[1]), (folds_tau[0], folds_tau[1])),
+            partial=PartialCorrelation(_num(partial), _partial_p(partial, n, n_layers),
+                                       partial_ci),
+            split_sample=split,
         )
 
     top = _top_k(x, np.abs(lr), np.asarray(changed, dtype=bool),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 import time
 from collections.abc import Sequence
@@ -119,8 +118,9 @@ def finetune(
     """Train `base_dir`'s encoder plus a linear head on `train` with AdamW; save to `out_dir`.
 
     `out_dir` becomes a normal Hugging Face directory (encoder and tokenizer, loadable with
-    AutoModel), plus the classifier head and a record of the run. It is written beside the
-    target and renamed into place at the end, so a directory at `out_dir` is always finished.
+    AutoModel) with a record of the run (RECORD_FILE); the linear head goes beside it
+    (HEAD_FILE). The directory is written under another name and renamed into place at the
+    end, so a directory at `out_dir` is always a finished one.
     """
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -128,7 +128,6 @@ def finetune(
     config = config or FinetuneConfig()
     out_dir = Path(out_dir)
     train = list(train)[: config.max_examples]
-    random.seed(config.seed)
     model, tokenizer = load_classifier(base_dir, config.seed)
     torch.manual_seed(config.seed)
     steps_per_epoch = -(-len(train) // config.batch_size)

@@ -89,7 +89,7 @@ def test_readme_1_create_extractor_and_register_hooks(models):
 
 
 # Section 2: extract over a DataLoader with a tokenizer function, R_h, stats, save, clean up.
-@pytest.mark.parametrize("how", ["hf-tokenizer", "tokenize-function"])
+@pytest.mark.parametrize("how", ["hf-tokenizer", "tokenize-function", "unpadded-lists"])
 def test_readme_2_extract_compute_save_remove(how, models, texts, per_sample, tmp_path):
     from activation_extract import ActivationExtractor
 
@@ -102,6 +102,11 @@ def test_readme_2_extract_compute_save_remove(how, models, texts, per_sample, tm
             return tokenizer(batch, return_tensors="pt", padding=True)
 
         tokenizer_arg = tokenize_fn
+    elif how == "unpadded-lists":
+        def tokenize_lists(batch):
+            return tokenizer(batch)  # lists of different lengths: padded on the right
+
+        tokenizer_arg = tokenize_lists
     else:
         tokenizer_arg = tokenizer
     extractor = ActivationExtractor(model, model_name="my_model")
@@ -378,6 +383,43 @@ def test_different_samples_are_refused(models, texts):
     fine.extract_activations(DataLoader(texts[:5], batch_size=4))
     with pytest.raises(PairingError, match="pre_tuned saw 11 samples and fine_tuned 5"):
         ActivationComparator(pre, fine).compare()
+
+
+def test_texts_and_token_ids_of_the_same_samples_pair(models, texts):
+    from activation_extract import (
+        ActivationComparator,
+        ActivationExtractor,
+        create_simple_dataloader,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(models[0])
+    pre = ActivationExtractor(load(models[0]), "pre_tuned")
+    fine = ActivationExtractor(load(models[1]), "fine_tuned")
+    pre.extract_activations(DataLoader(texts, batch_size=4), tokenizer=tokenizer)
+    fine.extract_activations([{"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
+                              for b in create_simple_dataloader(texts, tokenizer, 4)])
+    comparison = ActivationComparator(pre, fine, n_boot=200).compare()
+    assert comparison["num_samples"] == len(texts)
+    np.testing.assert_allclose(np.array(comparison["differences"]),
+                               grid(fine.compute_R_h()) - grid(pre.compute_R_h()), rtol=1e-9)
+
+
+def test_a_call_without_a_token_mask_is_refused(models, texts):
+    from activation_extract import ActivationExtractor
+
+    model = load(models[0])
+    extractor = ActivationExtractor(model, "x")
+    extractor.register_hooks()
+    ids = AutoTokenizer.from_pretrained(models[0])(texts[0], return_tensors="pt")["input_ids"]
+    square = torch.ones(1, 1, ids.shape[1], ids.shape[1])
+    with pytest.raises(ModelError, match="called with a 4-D attention mask; the hooked heads "
+                                         r"need the \[batch, tokens\] mask"):
+        model(input_ids=ids, attention_mask=square)
+    with torch.no_grad():
+        model(input_ids=ids)  # the model's own call is captured too: all tokens count
+    extractor.remove_hooks()
+    assert extractor.num_samples == 1 and extractor.samples[0].n_tokens == ids.shape[1]
+    assert attached_hooks(model) == []
 
 
 def test_errors_leave_no_hook_and_say_what_to_do(models, texts):

@@ -56,6 +56,15 @@ def check_same_samples(pre: ActivationExtractor, fine: ActivationExtractor) -> N
             )
 
 
+def shared_identities(pre: ActivationExtractor, fine: ActivationExtractor) -> list[str]:
+    """One text per sample for both stores: the text when both know it, else the token ids."""
+    from headact.original.extractor import identity_text
+
+    return [x.text if x.text is not None and y.text is not None else identity_text(
+        x if x.token_ids is not None else y, use_text=False)
+        for x, y in zip(pre.samples, fine.samples, strict=True)]
+
+
 class ActivationComparator:
     """Compare a pre-tuned and a fine-tuned extractor that saw the same samples.
 
@@ -80,9 +89,10 @@ class ActivationComparator:
         key = (self.pre_extractor.version, self.fine_extractor.version)
         if self._result is None or self._key != key:
             check_same_samples(self.pre_extractor, self.fine_extractor)
+            texts = shared_identities(self.pre_extractor, self.fine_extractor)
             with tempfile.TemporaryDirectory(prefix="headact-compare-") as folder:
-                pre = self.pre_extractor.to_store(Path(folder) / "pre.h5")
-                fine = self.fine_extractor.to_store(Path(folder) / "fine.h5")
+                pre = self.pre_extractor.to_store(Path(folder) / "pre.h5", texts=texts)
+                fine = self.fine_extractor.to_store(Path(folder) / "fine.h5", texts=texts)
                 self._result = analyze_stores(pre, fine, None, self.options)
             self._key = key
         return self._result

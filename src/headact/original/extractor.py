@@ -421,10 +421,17 @@ class ActivationExtractor:
 
         return write_json(self.results(**settings), path, ACTIVATIONS_SCHEMA)
 
-    def sample_table(self) -> SampleTable:
-        """The store's sample table: position, text hash, token hash, counts, truncation."""
+    def sample_table(self, texts: Sequence[str] | None = None) -> SampleTable:
+        """The store's sample table: position, text hash, token hash, counts, truncation.
+
+        A sample given as token ids is known by the text "token ids: 1 2 3 ..." (its text
+        hash is that string's); `texts` overrides every sample's text.
+        """
         n = self.num_samples
-        texts = [identity_text(s, self.tokenizer) for s in self._samples]
+        if texts is None:
+            texts = [identity_text(s) for s in self._samples]
+        elif len(texts) != n:
+            raise ValueError(f"`texts` has {len(texts)} entries for {n} samples")
         tokens = [s.token_ids if s.token_ids is not None else np.zeros(0, np.int64)
                   for s in self._samples]
         return SampleTable(
@@ -435,7 +442,8 @@ class ActivationExtractor:
             truncated=np.array([s.truncated for s in self._samples], dtype=np.uint8),
         )
 
-    def to_store(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def to_store(self, path: str | os.PathLike, *, overwrite: bool = False,
+                 texts: Sequence[str] | None = None) -> Path:
         """Write the extracted statistics as a format-1 store (NAME.zarr or NAME.h5).
 
         `headact analyze` reads it like any dump; its R_h equals `compute_R_h()`.
@@ -455,7 +463,8 @@ class ActivationExtractor:
             n_samples=self.num_samples, sites=self.sites, device=self.device,
             batch_size=self._largest_batch,
         )
-        return write_store(path, stats=stats, samples=self.sample_table(), layers=self.layers,
+        return write_store(path, stats=stats, samples=self.sample_table(texts),
+                           layers=self.layers,
                            heads=self.heads, sites=self.sites, metadata=metadata,
                            overwrite=overwrite)
 
@@ -466,12 +475,10 @@ class ActivationExtractor:
         self.remove_hooks()
 
 
-def identity_text(sample: ExtractedSample, tokenizer: Any) -> str:
-    """The text a sample is known by: its own, else its decoded tokens, else its token ids."""
-    if sample.text is not None:
+def identity_text(sample: ExtractedSample, *, use_text: bool = True) -> str:
+    """The text a sample is known by: its own, else its token ids written out."""
+    if sample.text is not None and use_text:
         return sample.text
-    if sample.token_ids is not None and is_hf_tokenizer(tokenizer):
-        return tokenizer.decode(sample.token_ids.tolist())
     if sample.token_ids is not None:
         return "token ids: " + " ".join(str(int(t)) for t in sample.token_ids)
     return ""

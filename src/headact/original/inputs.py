@@ -66,6 +66,11 @@ def prepare_batch(batch: Any, tokenizer: Any, max_length: Callable[[Any], int],
     """Model inputs for one batch; `tokenizer` is needed only when the batch holds texts."""
     if isinstance(batch, torch.Tensor):
         return PreparedBatch({"input_ids": _ids_tensor(batch)}, texts, None)
+    if isinstance(batch, Mapping) and _ragged(batch.get("input_ids")):
+        # Unpadded token id lists (a tokenizer called without padding): pad on the right.
+        ids, mask = pad_right([np.asarray(x, dtype=np.int64) for x in batch["input_ids"]], 0)
+        batch = {**{k: v for k, v in batch.items() if k in META_KEYS},
+                 "input_ids": ids, "attention_mask": mask}
     if isinstance(batch, Mapping) and ("input_ids" in batch or "inputs_embeds" in batch):
         inputs = {}
         for key, value in batch.items():
@@ -123,3 +128,11 @@ def _ids_tensor(value: torch.Tensor) -> torch.Tensor:
             f"{tuple(value.shape)}."
         )
     return value
+
+
+def _ragged(ids: Any) -> bool:
+    """Token id lists of different lengths."""
+    if not isinstance(ids, (list, tuple)) or not ids or not all(
+            isinstance(x, (list, tuple, np.ndarray)) for x in ids):
+        return False
+    return len({len(x) for x in ids}) > 1

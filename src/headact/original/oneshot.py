@@ -93,6 +93,8 @@ def run_compare(
                             sample_num=sample_num, seed=seed, field=field)
         say(f"  {dumped.n_samples} samples, {dumped.n_tokens:,} tokens in "
             f"{dumped.duration_s:.1f} s")
+        for note in dumped.notes:
+            say(f"note: {note}")
         _release_memory()
 
     analysis = AnalysisOptions(n_boot=n_boot)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from headact.errors import ModelError
+
 
 class ForwardWatch:
     """Calls begin(mask, input_ids) before and end() after each forward of `model`."""
@@ -57,10 +59,17 @@ class ForwardWatch:
         if mask is None:
             shape_of = ids if ids is not None else self._argument("inputs_embeds", args, kwargs)
             if shape_of is None:
-                return
+                raise ModelError(
+                    f"{type(module).__name__} was called without input_ids, inputs_embeds or "
+                    "attention_mask, so the hooked heads cannot tell which tokens count; pass "
+                    "them by name."
+                )
             mask = torch.ones(shape_of.shape[:2], dtype=torch.long, device=shape_of.device)
-        if mask.dim() != 2:  # an expanded 4-D mask: not a per-token mask
-            return
+        if mask.dim() != 2:
+            raise ModelError(
+                f"{type(module).__name__} was called with a {mask.dim()}-D attention mask; the "
+                "hooked heads need the [batch, tokens] mask of which tokens count."
+            )
         self.pending = True
         self.begin(mask, ids)
 

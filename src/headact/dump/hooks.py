@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from headact.dump.head_stats import N_STATS, gram_matrices, masked_token_stats, squared_norms
+from headact.dump.head_stats import N_STATS, masked_norm_stats, norm_factors, token_norms
 from headact.dump.projections import Projection
 from headact.errors import ModelError
 
@@ -46,11 +46,15 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
             next(first.module.parameters()).device)
         self.head_index = torch.as_tensor(list(heads), dtype=torch.long, device=self.device)
         self.all_heads = list(heads) == list(range(self.num_heads))
-        self.grams: list[torch.Tensor | None] = []
-        if "out" in self.sites:
-            for p in self.projections:
-                g = gram_matrices(p.effective_weight(), p.num_heads).to(self.device)
-                self.grams.append(g if self.all_heads else g.index_select(0, self.head_index))
+        # Per layer, the factor of W_O^h's Gram matrix for the out site (None for z).
+        self.factors: list[list[torch.Tensor | None]] = []
+        for p in self.projections:
+            factor = None
+            if "out" in self.sites:
+                factor = norm_factors(p.effective_weight(), p.num_heads).to(self.device)
+                if not self.all_heads:
+                    factor = factor.index_select(0, self.head_index)
+            self.factors.append([factor if site == "out" else None for site in self.sites])
         self.raw_sites = tuple(raw_sites)
         self.raw_dtype = raw_dtype
         # slot of each hooked projection -> its position among the raw layers
@@ -137,11 +141,10 @@ class HeadStatsCollector(contextlib.AbstractContextManager):
             z = x.detach().to(torch.float32).view(batch, tokens_, self.num_heads, self.head_dim)
             if not self.all_heads:
                 z = z.index_select(2, self.head_index)
-            for site_slot, site in enumerate(self.sites):
-                gram = self.grams[slot] if site == "out" else None
-                self._out[:, site_slot, slot] = masked_token_stats(
-                    squared_norms(z, gram), self._mask
-                )
+            # Every site's norms side by side, reduced over the tokens in one go.
+            norms = torch.cat([token_norms(z, factor) for factor in self.factors[slot]], dim=-1)
+            stats = masked_norm_stats(norms, self._mask)  # [batch, stats, sites × heads]
+            self._out[:, :, slot] = stats.view(batch, N_STATS, len(self.sites), -1).transpose(1, 2)
             if slot in self.raw_slot:
                 tokens = z.reshape(batch * tokens_, *z.shape[2:]).index_select(0,
                                                                                self._token_index)

@@ -252,7 +252,7 @@ def test_readme_subset_of_layers_and_heads(models, texts, per_sample):
     tokenizer = AutoTokenizer.from_pretrained(models[0])
     full = ActivationExtractor(model, "full")
     full.extract_activations(DataLoader(texts, batch_size=4), tokenizer=tokenizer)
-    for layers, heads in (([0, 1, 2], None), (None, [0, 1, 2, 3]), ([0, 2], [1, 3])):
+    for layers, heads in (([0, 1, 2], None), (None, [0, 1, 2, 3]), ([0, 2], [1, 3]), ([1], [2])):
         extractor = ActivationExtractor(model, "subset")
         extractor.register_hooks(layers=layers, heads=heads)
         extractor.extract_activations(DataLoader(texts, batch_size=4), tokenizer=tokenizer)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from headact.dump.head_stats import masked_token_stats, squared_norms
+from headact.dump.head_stats import masked_norm_stats, token_norms
 from headact.dump.hooks import HeadStatsCollector
 from headact.dump.projections import (
     Projection,
@@ -226,7 +226,7 @@ class ActivationHook:
         batch, tokens, _ = y.shape
         z = y.detach().to(torch.float32).view(batch, tokens, self.num_heads, self.head_dim)
         z = z[:, :, self.head_idx: self.head_idx + 1]
-        self._batch = masked_token_stats(squared_norms(z, None), keep)[:, :, 0]
+        self._batch = masked_norm_stats(token_norms(z, None), keep)[:, :, 0]
         if self.keep_activations:
             self._batch_vectors = z[:, :, 0][keep]
 

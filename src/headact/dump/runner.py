@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import platform
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from headact import __version__
 from headact.dump.background import BackgroundBlockWriter
 from headact.dump.batching import (
     bucket_batches,
@@ -27,11 +25,13 @@ from headact.dump.batching import (
 )
 from headact.dump.data import parse_index_list
 from headact.dump.hooks import HeadStatsCollector, StopForward, verify_projections
-from headact.dump.loading import tokenizer_fingerprint, weights_fingerprint
-from headact.dump.projections import (
-    ResolvedProjections,
-    config_value,
-    resolve_output_projections,
+from headact.dump.projections import resolve_output_projections
+from headact.dump.provenance import (
+    caller_data_metadata,
+    hook_metadata,
+    model_metadata,
+    run_metadata,
+    tokenizer_metadata,
 )
 from headact.errors import DataError, DumpInterrupted, StoreError
 from headact.store import layout
@@ -146,69 +146,6 @@ def _subset(values: Sequence[int] | str | None, upper: int, what: str) -> tuple[
     return tuple(chosen)
 
 
-def model_metadata(model: torch.nn.Module, resolved: ResolvedProjections, name: str | None,
-                   revision: str | None) -> dict[str, Any]:
-    """The store's `model` section."""
-    config = model.config
-    text_config = getattr(config, "text_config", None) or config
-    first = resolved.projections[0]
-    fingerprint, method = weights_fingerprint(model)
-    heads = first.num_heads
-    return {
-        "name": name or str(getattr(config, "_name_or_path", "") or type(model).__name__),
-        "revision": revision,
-        "commit_hash": getattr(config, "_commit_hash", None),
-        "architecture": type(model).__name__,
-        "model_type": str(getattr(config, "model_type", "") or "unknown"),
-        "num_layers": len(resolved.projections),
-        "num_heads": heads,
-        "num_key_value_heads": config_value(text_config, "num_key_value_heads", "num_kv_heads",
-                                            "n_head_kv") or heads,
-        "head_dim": first.head_dim,
-        "hidden_size": first.out_features,
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        "num_parameters": int(sum(p.numel() for p in model.parameters())),
-        "fingerprint": fingerprint,
-        "fingerprint_method": method,
-        "adapter": _adapter_name(model),
-    }
-
-
-def _adapter_name(model: torch.nn.Module) -> str | None:
-    peft_config = getattr(model, "peft_config", None)
-    if not peft_config:
-        return None
-    first = next(iter(peft_config.values()))
-    return str(getattr(first, "base_model_name_or_path", None) or "peft adapter")
-
-
-def _run_metadata(model, device: torch.device, options: DumpOptions) -> dict[str, Any]:
-    import h5py
-    import transformers
-    import zarr
-
-    config = model.config
-    return {
-        "headact_version": __version__,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "zarr_version": zarr.__version__,
-        "h5py_version": h5py.__version__,
-        "python_version": platform.python_version(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "batch_size": options.batch_size,
-        "compute_dtype": "float32",
-        "attn_implementation": getattr(config, "_attn_implementation", None),
-        "world_size": 1,
-        "command_line": options.command_line,
-        "duration_s": None,
-        "samples_per_s": None,
-        "tokens_per_s": None,
-    }
-
-
 def dump_model(
     model: torch.nn.Module,
     tokenizer,
@@ -264,31 +201,11 @@ def dump_model(
         _check_raw_size(raw, len(heads), Path(out), options, report)
     metadata = {
         "model": model_metadata(model, resolved, model_name, revision),
-        "tokenizer": {
-            "name": str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
-            "class": type(tokenizer).__name__,
-            "vocab_size": int(len(tokenizer)),
-            "padding_side": "right",
-            "pad_token_id": pad_id,
-            "add_special_tokens": True,
-            "max_length": int(max_length),
-            "files_hash": tokenizer_fingerprint(tokenizer),
-        },
-        "data": data or {
-            "path": None, "sha256": None, "n_records": len(texts), "format": None,
-            "field": None, "sample_num": None, "seed": None,
-            "selection": "texts passed in by the caller, in order",
-        },
-        "hook": {
-            "modules": [p.path for p in projections],
-            "weight_layout": resolved.layout,
-            "resolved_by": resolved.resolved_by,
-            "template": resolved.template,
-            "sites": list(sites),
-            "stats": list(layout.STATS),
-            "token_filter": "attention_mask == 1 after truncation",
-        },
-        "run": _run_metadata(model, device, options),
+        "tokenizer": tokenizer_metadata(tokenizer, max_length, model=model),
+        "data": data or caller_data_metadata(len(texts), "texts passed in by the caller, in order"),
+        "hook": hook_metadata(resolved, projections, sites),
+        "run": run_metadata(model, device, batch_size=options.batch_size,
+                            command_line=options.command_line),
     }
     if options.resume and options.overwrite:
         raise DataError("--resume and --overwrite contradict each other; pass one of them.")

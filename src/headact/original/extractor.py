@@ -448,7 +448,8 @@ class ActivationExtractor:
 
         `headact analyze` reads it like any dump; its R_h equals `compute_R_h()`.
         """
-        from headact.original.storing import store_metadata, tokenizer_metadata, write_store
+        from headact.dump.provenance import tokenizer_metadata
+        from headact.original.storing import store_metadata, write_store
 
         stats = self._all_stats()
         assert self.layers is not None and self.heads is not None
@@ -459,7 +460,7 @@ class ActivationExtractor:
         metadata = store_metadata(
             model=self.model, model_name=self.model_name, resolved=self._resolved_hooked,
             num_layers=self.num_layers or len(self.layers),
-            tokenizer=tokenizer_metadata(self.tokenizer, self.model, limit, "right"),
+            tokenizer=tokenizer_metadata(self.tokenizer, limit, model=self.model),
             n_samples=self.num_samples, sites=self.sites, device=self.device,
             batch_size=self._largest_batch,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,11 +89,11 @@ class Store:
     def block_size(self) -> int:
         return int(self.metadata["layout"]["block_size"])
 
-    @property
+    @functools.cached_property
     def layers(self) -> np.ndarray:
         return self.backend.read(layout.LAYER).astype(np.int64)
 
-    @property
+    @functools.cached_property
     def heads(self) -> np.ndarray:
         return self.backend.read(layout.HEAD).astype(np.int64)
 

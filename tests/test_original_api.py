@@ -99,12 +99,16 @@ def test_readme_2_extract_compute_save_remove(how, models, texts, per_sample, tm
         tokenizer.pad_token = tokenizer.eos_token
 
         def tokenize_fn(batch):
-            return tokenizer(batch, return_tensors="pt", padding=True)
+            # transformers 4.x also returns token_type_ids, which GPT-2 would add as
+            # embeddings: a function like the original README's passes ids and mask only.
+            enc = tokenizer(batch, return_tensors="pt", padding=True)
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
         tokenizer_arg = tokenize_fn
     elif how == "unpadded-lists":
         def tokenize_lists(batch):
-            return tokenizer(batch)  # lists of different lengths: padded on the right
+            enc = tokenizer(batch)  # lists of different lengths: padded on the right
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
         tokenizer_arg = tokenize_lists
     else:

@@ -160,28 +160,16 @@ def store_is_current(path: Path, model_dir: Path, n_samples: int, data_sha256: s
 def dump_one(model_dir: Path, name: str, data_path: Path, out: Path, settings: DemoSettings,
              progress: bool) -> None:
     """Dump `model_dir` on the CPU over the demo's evaluation texts into `out`."""
-    from headact.dump.data import file_sha256, read_samples
-    from headact.dump.loading import ModelSpec, load_model
-    from headact.dump.runner import DumpOptions, dump_model
+    from headact.dump.files import dump_files
+    from headact.dump.loading import ModelSpec
+    from headact.dump.runner import DumpOptions
 
-    samples = read_samples(data_path, sample_num=settings.eval_samples, seed=settings.seed,
-                           field="text")
-    model, tokenizer, _device = load_model(ModelSpec(str(model_dir), device="cpu"))
-    data = {
-        "path": str(data_path),
-        "sha256": file_sha256(data_path),
-        "n_records": samples.n_records,
-        "format": samples.data_format,
-        "field": samples.field,
-        "sample_num": settings.eval_samples,
-        "seed": settings.seed,
-        "selection": samples.selection,
-    }
     options = DumpOptions(batch_size=32, overwrite=True, progress=progress,
                           command_line="headact demo")
     out.parent.mkdir(parents=True, exist_ok=True)
-    dump_model(model, tokenizer, samples.texts, out, options=options, index=samples.index,
-               model_name=name, data=data)
+    dump_files(ModelSpec(str(model_dir), device="cpu"), data_path, out, options,
+               sample_num=settings.eval_samples, seed=settings.seed, field="text",
+               model_name=name)
 
 
 def _timed(durations: dict[str, float], key: str, step: Callable[[], Any]) -> Any:

@@ -24,8 +24,12 @@ def dump_files(
     seed: int = 42,
     field: str | None = None,
     report: Callable[[str], None] | None = None,
+    model_name: str | None = None,
 ) -> DumpResult:
-    """Check the output path, read the samples, load the model, then dump."""
+    """Check the output path, read the samples, load the model, then dump.
+
+    `model_name` is what the store calls the model (default: the path or hub id given).
+    """
     backend_kind(out)
     if Path(out).exists() and not (options.overwrite or options.resume):
         raise StoreExistsError(
@@ -44,7 +48,8 @@ def dump_files(
         "selection": samples.selection,
     }
     result = dump_model(model, tokenizer, samples.texts, out, options=options,
-                        index=samples.index, model_name=spec.name, revision=spec.revision,
+                        index=samples.index, model_name=model_name or spec.name,
+                        revision=spec.revision,
                         data=data, report=report)
     if sample_num is not None and sample_num > samples.n_records:
         note = (f"--sample-num {sample_num} is more than the {samples.n_records} records in "

@@ -43,7 +43,7 @@ def main() -> int:
         stores = {}
         for device in dict.fromkeys(("cpu", target)):
             model = AutoModel.from_pretrained(model_dir).to(device).eval()
-            options = DumpOptions(batch_size=4, block_size=4, raw_sites=("z",),
+            options = DumpOptions(batch_size=3, block_size=8, raw_sites=("z",),
                                   layers=[0, 1], raw_dtype="float32")
             stores[device] = dump_model(model, tokenizer, texts,
                                         folder / f"{family}-{device}.zarr", options=options).path

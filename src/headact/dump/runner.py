@@ -33,6 +33,7 @@ from headact.dump.provenance import (
     run_metadata,
     tokenizer_metadata,
 )
+from headact.dump.transfer import HostCopies
 from headact.errors import DataError, DumpInterrupted, StoreError
 from headact.store import layout
 from headact.store.resume import open_for_resume
@@ -296,6 +297,7 @@ def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projecti
         raw_sites=raw.sites if raw else (), raw_layers=raw.layers if raw else (),
         raw_dtype=RAW_TORCH_DTYPES[raw.dtype] if raw else torch.float16,
     )
+    copies = HostCopies(device)
     with collector, torch.inference_mode():
         for block in todo:
             rows = plan.block_rows(block)
@@ -310,9 +312,7 @@ def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projecti
                 collector.begin(mask)
                 with contextlib.suppress(StopForward):
                     model(input_ids=input_ids, attention_mask=mask, **forward_extra)
-                stats = collector.result()
-                host = stats.to("cpu", non_blocking=False) if not cuda else _to_host(stats)
-                values[batch - rows.start] = host.numpy()
+                copies.push(collector.result(), _placer(values, batch - rows.start))
                 if raw is not None:
                     _place_raw(raw, collector.raw_result(), raw_values, batch, lengths, rows)
                 n_tok = int(lengths[batch].sum())
@@ -320,12 +320,22 @@ def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projecti
                 bar.update(len(batch))
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix_str(f"{counted / elapsed:,.0f} tok/s", refresh=False)
+            copies.drain()
             background.submit(block, {
                 (site, stat): values[:, s, :, k, :]
                 for s, site in enumerate(plan.sites)
                 for k, stat in enumerate(layout.STATS)
             }, raw_values)
     return counted
+
+
+def _placer(values: np.ndarray, positions: np.ndarray) -> Callable[[np.ndarray], None]:
+    """Where a batch's statistics go in its block, once they reach the host."""
+
+    def place(array: np.ndarray) -> None:
+        values[positions] = array
+
+    return place
 
 
 RAW_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -364,12 +374,3 @@ def _close_quietly(background: BackgroundBlockWriter, bar) -> None:
     with contextlib.suppress(Exception):
         background.close()
     bar.close()
-
-
-def _to_host(stats: torch.Tensor) -> torch.Tensor:
-    """One small device-to-host copy per batch, into pinned memory."""
-    host = torch.empty(stats.shape, dtype=stats.dtype, pin_memory=True)
-    host.copy_(stats, non_blocking=True)
-    torch.cuda.current_stream(stats.device).synchronize()
-    return host
-

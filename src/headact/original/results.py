@@ -19,6 +19,8 @@ from headact import __version__
 from headact.store.schemas import schema_errors
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from headact.analyze import AnalysisOptions, AnalysisResult, HeadEstimates
 
 ACTIVATIONS_SCHEMA = "activations-v1.schema.json"
@@ -173,40 +175,55 @@ def write_json(document: dict[str, Any], path: str | os.PathLike, schema: str) -
     return target
 
 
-def write_comparison_heatmap(result: AnalysisResult, path: str | os.PathLike) -> Path:
-    """analyze's R_pre, R_fine and log-ratio heatmaps side by side in one image."""
-    from matplotlib.image import imsave
-
-    from headact.analyze.plots import heatmap_figure
+def comparison_heatmap_figure(result: AnalysisResult) -> Figure:
+    """R_pre, R_fine (one colour scale, one colour bar) and the log-ratio as three subplots."""
+    from headact.analyze.plots import (
+        LOG_RATIO_LABEL,
+        TITLE_SIZE,
+        add_colorbar,
+        describe_setting,
+        draw_heatmap,
+        heatmap_extent,
+        new_figure,
+        strength_label,
+        strength_norm,
+        unchanged_note,
+        wrap,
+    )
 
     c = result.comparison
     if c is None or result.fine is None:
         raise ValueError("the comparison heatmap needs a paired (pre and fine) analysis result")
     o = result.options
-    how = f"site {o.site}, {o.reduction}"
+    how = describe_setting(o)
     pre, fine = result.pre.short_name, result.fine.short_name
-    figures = [
-        heatmap_figure(result.grid(c.r_pre.value), result.layers, result.heads,
-                       title=f"R_pre (before fine-tuning): {pre}\n{how}",
-                       colorbar_label="R_pre"),
-        heatmap_figure(result.grid(c.r_fine.value), result.layers, result.heads,
-                       title=f"R_fine (after fine-tuning): {fine}\n{how}",
-                       colorbar_label="R_fine"),
-        heatmap_figure(result.grid(c.log_ratio.value), result.layers, result.heads,
-                       title=f"log(R_fine / R_pre): {fine} vs {pre}\n{how}",
-                       colorbar_label="log-ratio: red grew, blue shrank", diverging=True,
-                       marks=result.grid((c.changed == "none") & c.valid),
-                       mark_label=f"dot: not changed (q > {o.fdr:g} or |ratio - 1| within "
-                                  f"{100 * o.min_effect:g}%)"),
-    ]
-    panels = []
-    for fig in figures:
-        fig.set_dpi(110)
-        fig.canvas.draw()
-        panels.append(np.asarray(fig.canvas.buffer_rgba()))
-    height = max(p.shape[0] for p in panels)
-    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
-              for p in panels]
+    layers, heads = result.layers, result.heads
+    img_w, img_h = heatmap_extent(layers.shape[0], heads.shape[0], width=5.0, height=7.0,
+                                  cell=0.36)
+    titles = [f"R_pre: strength before fine-tuning\n{pre}\n{how}",
+              f"R_fine: strength after fine-tuning\n{fine}\n{how}",
+              f"log(R_fine / R_pre): change of strength\n{fine} vs {pre}\n{how}"]
+    title_width = img_w + 0.9
+    title_lines = max(wrap(t, title_width, TITLE_SIZE).count("\n") + 1 for t in titles)
+    fig = new_figure(3 * img_w + 5.4, img_h + 1.1 + 0.19 * title_lines)
+    axes = fig.subplots(1, 3)
+    r_pre, r_fine = result.grid(c.r_pre.value), result.grid(c.r_fine.value)
+    shared = strength_norm(r_pre, r_fine)
+    draw_heatmap(axes[0], r_pre, layers, heads, title=titles[0], title_width=title_width,
+                 norm=shared)
+    image = draw_heatmap(axes[1], r_fine, layers, heads, title=titles[1],
+                         title_width=title_width, norm=shared)
+    add_colorbar(image, [axes[0], axes[1]],
+                 strength_label("R_pre and R_fine", o, "one scale for both"), height_in=img_h)
+    draw_heatmap(axes[2], result.grid(c.log_ratio.value), layers, heads, title=titles[2],
+                 title_width=title_width, diverging=True, colorbar_label=LOG_RATIO_LABEL,
+                 marks=result.grid((c.changed == "none") & c.valid), mark_note=unchanged_note(o))
+    return fig
+
+
+def write_comparison_heatmap(result: AnalysisResult, path: str | os.PathLike) -> Path:
+    """R_pre, R_fine and log-ratio heatmaps side by side in one PNG (comparison_heatmap_figure)."""
     target = Path(path)
-    imsave(target, np.concatenate(padded, axis=1), format="png")
+    comparison_heatmap_figure(result).savefig(target, format="png", dpi=110,
+                                              bbox_inches="tight", pad_inches=0.06)
     return target

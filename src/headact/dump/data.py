@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,3 +195,23 @@ def parse_index_list(spec: str | None, upper: int, what: str) -> list[int] | Non
             f"(0-{upper - 1})."
         )
     return sorted(set(values))
+
+
+def select_indices(values: Sequence[int] | int | str | None, upper: int,
+                   what: str) -> tuple[int, ...]:
+    """Sorted unique indices in [0, upper) from a list, one index, a spec like '0,2-3', or
+    None (all of them); anything out of range is refused naming it."""
+    if isinstance(values, str):
+        values = parse_index_list(values, upper, what)
+    if values is None:
+        return tuple(range(upper))
+    if isinstance(values, int):
+        values = [values]
+    chosen = sorted({int(v) for v in values})
+    bad = [v for v in chosen if not 0 <= v < upper]
+    if bad or not chosen:
+        raise DataError(
+            f"{what} {bad[0] if bad else '(none)'} is out of range; the model has {upper} {what} "
+            f"(0-{upper - 1})."
+        )
+    return tuple(chosen)

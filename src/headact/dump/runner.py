@@ -23,7 +23,7 @@ from headact.dump.batching import (
     pad_right,
     tokenize_texts,
 )
-from headact.dump.data import parse_index_list
+from headact.dump.data import select_indices
 from headact.dump.hooks import HeadStatsCollector, StopForward, verify_projections
 from headact.dump.projections import resolve_output_projections
 from headact.dump.provenance import (
@@ -89,7 +89,7 @@ def _raw_plan(options: DumpOptions, layers: tuple[int, ...], n_heads: int, proje
     if options.raw_dtype not in layout.RAW_DTYPES:
         raise DataError(f"--raw-dtype {options.raw_dtype}: choose from "
                         f"{', '.join(layout.RAW_DTYPES)}.")
-    raw_layers = _subset(options.raw_layers, max(layers) + 1, "raw layers")
+    raw_layers = select_indices(options.raw_layers, max(layers) + 1, "raw layers")
     missing = [layer for layer in raw_layers if layer not in layers]
     if missing:
         raise DataError(f"--raw-layers {missing[0]} is not among the dumped --layers; add it "
@@ -132,21 +132,6 @@ def _check_sites(sites: Sequence[str]) -> tuple[str, ...]:
     return tuple(s for s in layout.SITES if s in sites)
 
 
-def _subset(values: Sequence[int] | str | None, upper: int, what: str) -> tuple[int, ...]:
-    if isinstance(values, str):
-        values = parse_index_list(values, upper, what)
-    if values is None:
-        return tuple(range(upper))
-    chosen = sorted(set(int(v) for v in values))
-    bad = [v for v in chosen if not 0 <= v < upper]
-    if bad or not chosen:
-        raise DataError(
-            f"{what} {bad[0] if bad else '(none)'} is out of range; the model has {upper} {what} "
-            f"(0-{upper - 1})."
-        )
-    return tuple(chosen)
-
-
 def dump_model(
     model: torch.nn.Module,
     tokenizer,
@@ -176,8 +161,8 @@ def dump_model(
     resolved = resolve_output_projections(model, template=options.hook_module)
     n_layers = len(resolved.projections)
     num_heads = resolved.projections[0].num_heads
-    layers = _subset(options.layers, n_layers, "layers")
-    heads = _subset(options.heads, num_heads, "heads")
+    layers = select_indices(options.layers, n_layers, "layers")
+    heads = select_indices(options.heads, num_heads, "heads")
     projections = [resolved.projections[i] for i in layers]
     device = next(model.parameters()).device
 

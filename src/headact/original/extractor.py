@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from headact.dump.batching import default_max_length, pad_right
+from headact.dump.data import select_indices
 from headact.dump.hooks import HeadStatsCollector, StopForward, verify_projections
 from headact.dump.projections import (
     Projection,
@@ -34,7 +35,7 @@ from headact.original.hook import _as_projection, find_module
 from headact.original.inputs import PreparedBatch, is_hf_tokenizer, prepare_batch
 from headact.original.watch import ForwardWatch
 from headact.store import layout
-from headact.store.samples import SampleTable, text_hash, token_hash
+from headact.store.samples import SampleTable, hash_rows, text_hash, token_hash
 
 if TYPE_CHECKING:
     from headact.analyze import AnalysisOptions, HeadEstimates
@@ -171,8 +172,8 @@ class ActivationExtractor:
                        heads: Iterable[int] | None = None) -> None:
         """Hook the chosen layers (default all) and keep the chosen heads (default all)."""
         num_layers, num_heads = self._structure()
-        chosen_layers = _choose(layers, num_layers, "layers")
-        chosen_heads = _choose(heads, num_heads, "heads")
+        chosen_layers = select_indices(layers, num_layers, "layers")
+        chosen_heads = select_indices(heads, num_heads, "heads")
         if self._samples and (chosen_layers, chosen_heads) != (self.layers, self.heads):
             raise HeadactError(
                 f"{self.num_samples} samples were extracted for other layers or heads; call "
@@ -436,8 +437,8 @@ class ActivationExtractor:
                   for s in self._samples]
         return SampleTable(
             index=np.arange(n, dtype=np.int64),
-            text_hash=_rows([text_hash(t) for t in texts], n),
-            token_hash=_rows([token_hash(t) for t in tokens], n),
+            text_hash=hash_rows([text_hash(t) for t in texts], n),
+            token_hash=hash_rows([token_hash(t) for t in tokens], n),
             n_tokens=self.n_tokens.astype(np.int32),
             truncated=np.array([s.truncated for s in self._samples], dtype=np.uint8),
         )
@@ -483,27 +484,6 @@ def identity_text(sample: ExtractedSample, *, use_text: bool = True) -> str:
     if sample.token_ids is not None:
         return "token ids: " + " ".join(str(int(t)) for t in sample.token_ids)
     return ""
-
-
-def _rows(digests: list[bytes], n: int) -> np.ndarray:
-    if not digests:
-        return np.zeros((0, layout.HASH_BYTES), dtype=np.uint8)
-    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, layout.HASH_BYTES).copy()
-
-
-def _choose(values: Iterable[int] | None, upper: int, what: str) -> tuple[int, ...]:
-    if values is None:
-        return tuple(range(upper))
-    if isinstance(values, int):
-        values = [values]
-    chosen = sorted({int(v) for v in values})
-    bad = [v for v in chosen if not 0 <= v < upper]
-    if bad or not chosen:
-        raise DataError(
-            f"{what} {bad[0] if bad else '(none)'} is out of range; the model has {upper} "
-            f"{what} (0-{upper - 1})."
-        )
-    return tuple(chosen)
 
 
 def _name_of(model: nn.Module) -> str:

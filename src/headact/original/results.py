@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from headact import __version__
+from headact.store.backends import json_safe
 from headact.store.schemas import schema_errors
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def comparison_document(result: AnalysisResult) -> dict[str, Any]:
             "changed": str(c.changed[k]),
             "num_samples": int(c.n[k]),
         })
-    return _json_safe({
+    return json_safe({
         "schema": "comparison-v1",
         "headact_version": __version__,
         "pre_model": result.pre.model_name,
@@ -152,21 +153,9 @@ def comparison_document(result: AnalysisResult) -> dict[str, Any]:
     })
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
-
-
 def write_json(document: dict[str, Any], path: str | os.PathLike, schema: str) -> Path:
     """Check `document` against its schema, then write it as indented JSON."""
-    document = _json_safe(document)
+    document = json_safe(document)
     problems = schema_errors(document, schema)
     if problems:  # a bug in headact, not in the user's data
         raise RuntimeError(f"{schema} document is off its schema: " + "; ".join(problems[:5]))

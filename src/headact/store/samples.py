@@ -47,8 +47,8 @@ class SampleTable:
         n = len(index)
         return cls(
             index=np.asarray(index, dtype=np.int64).reshape(n),
-            text_hash=_hash_rows([text_hash(t) for t in texts], n),
-            token_hash=_hash_rows([token_hash(ids) for ids in token_ids], n),
+            text_hash=hash_rows([text_hash(t) for t in texts], n),
+            token_hash=hash_rows([token_hash(ids) for ids in token_ids], n),
             n_tokens=np.asarray([len(ids) for ids in token_ids], dtype=np.int32).reshape(n),
             truncated=np.asarray(truncated, dtype=np.uint8).reshape(n),
         )
@@ -64,7 +64,8 @@ class SampleTable:
         )
 
 
-def _hash_rows(digests: list[bytes], n: int) -> np.ndarray:
+def hash_rows(digests: list[bytes], n: int) -> np.ndarray:
+    """Digests as a uint8 [n, 16] array."""
     if not digests:
         return np.zeros((0, HASH_BYTES), dtype=np.uint8)
     return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, HASH_BYTES).copy()

@@ -11,12 +11,21 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from store_factory_min import make_store
+from store_factory import write_store
 
 from headact.cli import main
 from headact.errors import StoreError
 from headact.store import open_store
 from headact.store.validate import validate_store
+
+
+def make_store(path, n: int = 9, block: int = 4, seed: int = 0):
+    """A complete store of n samples x 2 layers x 3 heads with random positive statistics."""
+    rng = np.random.default_rng(seed)
+    stats = {(site, stat): rng.uniform(0.5, 2.0, (n, 2, 3)).astype(np.float32)
+             for site in ("z", "out") for stat in ("sum", "sumsq", "first", "last", "max")}
+    return write_store(path, stats, n_tokens=np.arange(1, n + 1), block_size=block,
+                       name="tiny-model")
 
 
 def cli(*args: str):

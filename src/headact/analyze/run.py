@@ -143,15 +143,20 @@ def _exclude_short(pairing: Pairing, pre: Store, fine: Store | None, reduction: 
 
 
 def _accumulate(pre: Store, fine: Store | None, pairing: Pairing, options: AnalysisOptions,
-                n_heads: int) -> Accumulated:
+                n_heads: int, progress: bool = False) -> Accumulated:
+    from tqdm.auto import tqdm
+
     weights = BootstrapWeights(pairing.n_samples, options.n_boot, options.seed)
     acc = Accumulator(weights, n_heads, paired=fine is not None)
     chunk = options.chunk_rows or chunk_rows_for(n_heads, options.n_boot)
-    for start, x_pre, x_fine in iter_value_chunks(
-        pre, pairing.pre_rows, fine, pairing.fine_rows,
-        site=options.site, reduction=options.reduction, chunk_rows=chunk,
-    ):
-        acc.add(start, x_pre, x_fine)
+    with tqdm(total=pairing.n_samples, unit="sample", desc=f"bootstrap ({options.n_boot})",
+              disable=not progress, dynamic_ncols=True) as bar:
+        for start, x_pre, x_fine in iter_value_chunks(
+            pre, pairing.pre_rows, fine, pairing.fine_rows,
+            site=options.site, reduction=options.reduction, chunk_rows=chunk,
+        ):
+            acc.add(start, x_pre, x_fine)
+            bar.update(x_pre.shape[0])
     return acc.result()
 
 
@@ -214,11 +219,14 @@ def analyze_stores(
     fine: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     options: AnalysisOptions | None = None,
+    *,
+    progress: bool = False,
     **settings: Any,
 ) -> AnalysisResult:
     """Analyze one store (R_h per head) or a pre / fine pair (change per head and hypothesis).
 
-    `settings` override fields of `options` (e.g. `site="out", n_boot=1000`). With `out_dir`,
+    `settings` override fields of `options` (e.g. `site="out", n_boot=1000`); `progress`
+    shows a progress bar over the resampled samples on stderr. With `out_dir`,
     writes heads.csv, heads.parquet, summary.json and the plots there. Raises HeadactError
     subclasses for anything a user can fix (unpairable stores, partial stores, bad options).
     """
@@ -249,7 +257,7 @@ def analyze_stores(
         layers, heads = s_pre.layers, s_pre.heads
         n_heads = layers.shape[0] * heads.shape[0]
         started = time.perf_counter()
-        acc = _accumulate(s_pre, s_fine, pairing, options, n_heads)
+        acc = _accumulate(s_pre, s_fine, pairing, options, n_heads, progress)
         logger.info("read and resampled %d samples x %d heads in %.2f s", pairing.n_samples,
                     n_heads, time.perf_counter() - started)
         info_pre = StoreInfo.of(s_pre)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from headact.cli.common import reports_errors
+from headact.cli.common import progress_enabled, reports_errors
 
 # Literal copies of the library's choices keep `headact --help` from importing scipy & co.;
 # a test checks they match headact.analyze's constants.
@@ -57,11 +57,12 @@ FORMAT_CHOICES = ("png", "svg")
 @click.option("--format", "plot_format", type=click.Choice(FORMAT_CHOICES), default="png",
               show_default=True, help="File format of the plots.")
 @click.option("--no-plots", is_flag=True, help="Write the tables and summary only.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @reports_errors
 def analyze(stores: tuple[str, ...], out_dir: str, site: str, reduction: str, n_boot: int,
             ci: float, ci_method: str, seed: int, fdr: float, min_effect: float, align: bool,
             allow_partial: bool, top_k: int | None, n_perm: int, plot_format: str,
-            no_plots: bool) -> None:
+            no_plots: bool, quiet: bool) -> None:
     """Per-head activation strength R_h of one STORE, or its change from PRE to FINE.
 
     With one store: R_h per head with its bootstrap interval, a table and a heatmap.
@@ -88,7 +89,8 @@ def analyze(stores: tuple[str, ...], out_dir: str, site: str, reduction: str, n_
         n_perm=n_perm, plots=not no_plots, plot_format=plot_format,
     )
     fine = stores[1] if len(stores) == 2 else None
-    result = analyze_stores(stores[0], fine, out_dir, options)
+    result = analyze_stores(stores[0], fine, out_dir, options,
+                            progress=progress_enabled(quiet))
     click.echo(terminal_summary(result))
 
 

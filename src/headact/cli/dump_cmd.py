@@ -41,7 +41,8 @@ from headact.store.layout import SITES
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed for --sample-num.")
 @click.option("--max-length", type=int, default=None,
               help="Truncate to this many tokens (default: the model's maximum positions).")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True,
+              help="Texts per forward pass (similar lengths are batched together).")
 @click.option("--block-size", type=int, default=None,
               help="Samples per committed block (one chunk); default about 1 MiB per array.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")

@@ -75,7 +75,8 @@ def archive(store: str, out: str | None, overwrite: bool) -> None:
 @click.argument("store", type=STORE_ARG)
 @click.option("--layer", type=int, required=True, help="Model layer index.")
 @click.option("--head", type=int, required=True, help="Head index.")
-@click.option("--site", type=click.Choice(["z", "out"]), default="z", show_default=True)
+@click.option("--site", type=click.Choice(["z", "out"]), default="z", show_default=True,
+              help="Which raw vectors: z (d_head wide) or out (d_model wide).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="FILE.npy (float32 [token, dim]) or FILE.parquet (sample_index, position, "
               "token_id, vector).")

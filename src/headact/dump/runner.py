@@ -206,8 +206,10 @@ def dump_model(
         writer = StoreWriter.create(out, plan, samples, metadata, overwrite=options.overwrite,
                                     token_ids=tokens.ids)
     try:
+        # Nothing after the last hooked projection's input is needed (not its output, not the
+        # MLP, not the layers above nor the final norm), so every forward stops there.
         return _run_blocks(model, writer, plan, tokens, lengths, projections, pad_id,
-                           forward_extra, options, device, stop_early=layers[-1] < n_layers - 1)
+                           forward_extra, options, device, stop_early=True)
     finally:
         writer.close()
 

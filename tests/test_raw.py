@@ -157,3 +157,29 @@ def test_killed_raw_dump_resumes_to_the_same_store(model_factory, texts_file, tm
     with open_store(out) as got, open_store(reference) as want:
         for name in ("raw/z", "raw/out", "raw/token_id", "samples/token_start", "norms/z/sum"):
             np.testing.assert_array_equal(got.backend.read(name), want.backend.read(name))
+
+
+def test_analyze_from_raw_recomputes_the_norms(model_factory, texts_file, tmp_path):
+    import polars as pl
+
+    out = tmp_path / "fr.zarr"
+    dump("--model", str(model_factory("gpt_neox")), "--data", str(texts_file), "--out",
+         str(out), "--raw", "--raw-sites", "z,out", "--raw-layers", "1-2",
+         "--raw-dtype", "float32")
+    runner = CliRunner()
+    tables = {}
+    for name, extra in (("norms", []), ("raw", ["--from-raw"])):
+        result = runner.invoke(main, ["analyze", str(out), "-o", str(tmp_path / name),
+                                      "--site", "out", "--n-boot", "200", "--no-plots", *extra])
+        assert result.exit_code == 0, result.output
+        tables[name] = pl.read_csv(tmp_path / name / "heads.csv")
+    from_norms = tables["norms"].filter(pl.col("layer") >= 1)
+    assert tables["raw"]["layer"].unique().sort().to_list() == [1, 2]
+    np.testing.assert_allclose(tables["raw"]["r"].to_numpy(), from_norms["r"].to_numpy(),
+                               rtol=1e-5)
+    plain = tmp_path / "plain.zarr"
+    dump("--model", str(model_factory("gpt_neox")), "--data", str(texts_file), "--out",
+         str(plain))
+    refused = runner.invoke(main, ["analyze", str(plain), "-o", str(tmp_path / "x"),
+                                   "--from-raw"])
+    assert refused.exit_code == 1 and "dump it again with --raw" in refused.output

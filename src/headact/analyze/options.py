@@ -35,6 +35,7 @@ class AnalysisOptions:
     n_perm: int = 2000
     plots: bool = True
     plot_format: str = "png"
+    from_raw: bool = False  # recompute the norm statistics from raw vectors (--raw dumps)
     chunk_rows: int | None = None  # samples per chunk; None picks one that bounds memory
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ from headact.analyze.resampling import WEIGHT_BLOCK, BootstrapWeights
 from headact.analyze.values import iter_value_chunks
 from headact.errors import HeadactError, StoreError
 from headact.store import Store, open_store
+from headact.store.raw import RawNormView
 
 if TYPE_CHECKING:
     import polars as pl
@@ -234,6 +235,9 @@ def analyze_stores(
     with ExitStack() as stack:
         s_pre = stack.enter_context(open_store(pre))
         s_fine = stack.enter_context(open_store(fine)) if fine is not None else None
+        if options.from_raw:
+            s_pre = RawNormView(s_pre)
+            s_fine = RawNormView(s_fine) if s_fine is not None else None
         for store in (s_pre, s_fine):
             if store is not None:
                 _check_site(store, options.site)

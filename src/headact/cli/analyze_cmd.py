@@ -57,12 +57,15 @@ FORMAT_CHOICES = ("png", "svg")
 @click.option("--format", "plot_format", type=click.Choice(FORMAT_CHOICES), default="png",
               show_default=True, help="File format of the plots.")
 @click.option("--no-plots", is_flag=True, help="Write the tables and summary only.")
+@click.option("--from-raw", is_flag=True,
+              help="Recompute the norm statistics from the raw vectors of stores dumped with "
+              "--raw (their raw layers only) instead of reading the stored norms.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @reports_errors
 def analyze(stores: tuple[str, ...], out_dir: str, site: str, reduction: str, n_boot: int,
             ci: float, ci_method: str, seed: int, fdr: float, min_effect: float, align: bool,
             allow_partial: bool, top_k: int | None, n_perm: int, plot_format: str,
-            no_plots: bool, quiet: bool) -> None:
+            no_plots: bool, from_raw: bool, quiet: bool) -> None:
     """Per-head activation strength R_h of one STORE, or its change from PRE to FINE.
 
     With one store: R_h per head with its bootstrap interval, a table and a heatmap.
@@ -86,7 +89,7 @@ def analyze(stores: tuple[str, ...], out_dir: str, site: str, reduction: str, n_
     options = AnalysisOptions(
         site=site, reduction=reduction, n_boot=n_boot, ci=ci, ci_method=ci_method, seed=seed,
         fdr=fdr, min_effect=min_effect, align=align, allow_partial=allow_partial, top_k=top_k,
-        n_perm=n_perm, plots=not no_plots, plot_format=plot_format,
+        n_perm=n_perm, plots=not no_plots, plot_format=plot_format, from_raw=from_raw,
     )
     fine = stores[1] if len(stores) == 2 else None
     result = analyze_stores(stores[0], fine, out_dir, options,

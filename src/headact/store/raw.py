@@ -88,15 +88,69 @@ def token_table(store: Store) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def norm_stats_from_raw(store: Store, site: str = "z") -> dict[str, np.ndarray]:
     """The five norm statistics [sample, raw layers, heads] recomputed from the raw vectors."""
-    info = raw_info(store)
-    n_heads = len(store.heads)
-    out = {stat: np.full((store.n_samples, len(info.layers), n_heads), np.nan, np.float32)
-           for stat in layout.STATS}
-    for row, vectors in iter_sample_raw(store, site):
+    view = RawNormView(store)
+    return {stat: view.read_norm(site, stat) for stat in layout.STATS}
+
+
+class RawNormView:
+    """A store whose norm statistics are recomputed from its raw vectors (`--from-raw`).
+
+    Everything else (samples, done flags, metadata) is the store's own; the layers are the
+    raw layers. Statistics of a run of rows are computed once and serve every stat asked of
+    them, so a reader asking stat by stat does not decode the vectors five times.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._info = raw_info(store)
+        self._starts, self._counts = token_ranges(store)
+        self._cached: tuple[tuple[str, int, int], dict[str, np.ndarray]] | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def __enter__(self) -> RawNormView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._store.close()
+
+    @property
+    def layers(self) -> np.ndarray:
+        return np.asarray(self._info.layers, dtype=np.int64)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return self._info.sites
+
+    def read_norm(self, site: str, stat: str, rows: slice = slice(None)) -> np.ndarray:
+        """float32 [rows, raw layers, heads] of one statistic, from the raw vectors."""
+        start, stop, _ = rows.indices(self._store.n_samples)
+        key = (site, start, stop)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self._stats(site, start, stop))
+        return self._cached[1][stat]
+
+    def _stats(self, site: str, start: int, stop: int) -> dict[str, np.ndarray]:
+        name = _site(self._store, self._info, site)
+        n_heads = len(self._store.heads)
+        out = {stat: np.full((stop - start, len(self._info.layers), n_heads), np.nan,
+                             np.float32) for stat in layout.STATS}
+        if stop <= start:
+            return out
+        first = int(self._starts[start])
+        last = int(self._starts[stop - 1] + self._counts[stop - 1])
+        vectors = as_float32(self._store.backend.read(name, slice(first, last)), self._info.dtype)
         norms = np.linalg.norm(vectors.astype(np.float64), axis=-1)  # [tokens, layers, heads]
-        out["sum"][row] = norms.sum(0)
-        out["sumsq"][row] = (norms ** 2).sum(0)
-        out["first"][row] = norms[0]
-        out["last"][row] = norms[-1]
-        out["max"][row] = norms.max(0)
-    return out
+        done = self._store.done()
+        for i, row in enumerate(range(start, stop)):
+            if not done[row]:
+                continue
+            lo = int(self._starts[row]) - first
+            sample = norms[lo:lo + int(self._counts[row])]
+            out["sum"][i] = sample.sum(0)
+            out["sumsq"][i] = (sample ** 2).sum(0)
+            out["first"][i] = sample[0]
+            out["last"][i] = sample[-1]
+            out["max"][i] = sample.max(0)
+        return out

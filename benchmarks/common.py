@@ -217,7 +217,7 @@ def time_contenders(contenders: Sequence[Contender], repeats: int, env: dict[str
         for c in contenders:
             run = run_process(c.command, env)
             c.runs.append(run)
-            log(f"  [{rep + 1}/{repeats}] {c.name:<12} {run.wall_s:8.2f} s  "
+            log(f"  [{rep + 1}/{repeats}] {c.name:<16} {run.wall_s:8.2f} s  "
                 f"peak RSS {run.peak_rss_mb:7.0f} MB")
 
 
@@ -231,10 +231,10 @@ def ratio_line(label: str, ours: Contender, theirs: Contender, target: str,
 
 
 def table(contenders: Sequence[Contender]) -> str:
-    rows = [f"  {'contender':<12} {'min s':>9} {'median s':>9} {'peak RSS MB':>12}  runs"]
+    rows = [f"  {'contender':<16} {'min s':>9} {'median s':>9} {'peak RSS MB':>12}  runs"]
     for c in contenders:
         runs = " ".join(f"{t:.2f}" for t in c.times)
-        rows.append(f"  {c.name:<12} {c.best:9.2f} {c.median:9.2f} {c.peak_rss_mb:12.0f}  {runs}")
+        rows.append(f"  {c.name:<16} {c.best:9.2f} {c.median:9.2f} {c.peak_rss_mb:12.0f}  {runs}")
     return "\n".join(rows)
 
 

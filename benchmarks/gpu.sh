@@ -63,4 +63,4 @@ fi
 json_args=()
 if [ -n "${OUT:-}" ]; then json_args=(--json "$OUT/gpu-bench.json"); fi
 echo "== benchmark"
-exec "$PY" benchmarks/gpu_bench.py "${json_args[@]}" "$@"
+exec "$PY" benchmarks/gpu_bench.py ${json_args[@]+"${json_args[@]}"} "$@"

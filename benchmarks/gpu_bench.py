@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -48,7 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
-    import transformers
 
     cuda = torch.cuda.is_available()
     if not cuda and not SMOKE:
@@ -59,6 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     dtype = getattr(torch, args.dtype)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="headact-gpu-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return run(args, device, dtype, work)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, device, dtype, work: Path) -> int:
+    import torch
+    import transformers
+
     started = time.perf_counter()
     texts = common.make_texts(common.TextSpec(n=args.n_texts))
     model_dir = build_model(work / "llama-random", texts, dtype, device)

@@ -16,20 +16,12 @@ def gram_matrices(weight_in_out: torch.Tensor, num_heads: int) -> torch.Tensor:
     return per_head @ per_head.transpose(1, 2)
 
 
-def squared_norms(z: torch.Tensor, gram: torch.Tensor | None) -> torch.Tensor:
-    """‖y_{h,t}‖² as [batch, tokens, heads]: z itself, or z W_O^h through the Gram matrix."""
-    if gram is None:
-        return z.square().sum(-1)
-    # z G zᵀ without forming the d_model-wide per-head vectors.
-    return torch.einsum("bthd,hde,bthe->bth", z, gram, z).clamp_min_(0.0)
-
-
 def norm_factors(weight_in_out: torch.Tensor, num_heads: int) -> torch.Tensor:
     """F_h with F_h F_hᵀ = G_h = W_O^h W_O^hᵀ, [heads, d_head, d_head] in float32 on the CPU.
 
     ‖z W_O^h‖ = ‖z F_h‖ for every z: the out site's norms then cost one d_head-wide matmul
-    per token and head and are sums of squares (never negative), where z G_h zᵀ needed a
-    second contraction and a clamp.
+    per token and head and are sums of squares (never negative), where z G_h zᵀ would need
+    a second contraction and a clamp.
     """
     gram = gram_matrices(weight_in_out, num_heads).to("cpu", torch.float64)
     values, vectors = torch.linalg.eigh(gram)
@@ -43,21 +35,13 @@ def token_norms(z: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
     return torch.linalg.vector_norm(z, dim=-1)
 
 
-def masked_token_stats(sq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_norm_stats(norms: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[batch, stats, heads]: sum, sumsq, first, last, max of ‖y‖ over the counted tokens.
 
-    `sq` holds squared norms [batch, tokens, heads]; `mask` is bool [batch, tokens]. Pad
-    positions are selected away with `where`, never multiplied, so a NaN there cannot leak.
+    `norms` is [batch, tokens, heads]; `mask` is bool [batch, tokens]. Pad positions are
+    selected away with `where`, never multiplied, so a NaN there cannot leak.
     """
-    return _stats(sq.sqrt(), sq, mask)
-
-
-def masked_norm_stats(norms: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """As `masked_token_stats`, from the norms [batch, tokens, heads] themselves."""
-    return _stats(norms, norms.square(), mask)
-
-
-def _stats(norms: torch.Tensor, sq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    sq = norms.square()
     keep = mask.unsqueeze(-1)
     zero = torch.zeros((), dtype=sq.dtype, device=sq.device)
     total = torch.where(keep, norms, zero).sum(1)

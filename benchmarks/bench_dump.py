@@ -37,22 +37,7 @@ import common  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(common.MODELS),
-                        help="comma-separated: minilm (all-MiniLM-L6-v2), gpt2 (GPT-2-small "
-                        "shape, random weights)")
-    parser.add_argument("--n-texts", type=int, default=None,
-                        help=f"texts per model (default {common.DEFAULT_TEXTS})")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads, the same for every contender (default 1: on a "
-                        "shared machine, multi-threaded runs stall on busy cores)")
-    parser.add_argument("--seed", type=int, default=1234, help="seed of the generated texts")
-    parser.add_argument("--workdir", default=None,
-                        help="keep texts, models and stores here (default: a temp dir, removed)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="a 2-layer stand-in for GPT-2 (checks the script, not the speed)")
+    common.add_shared_arguments(parser, repeats=3)
     return parser.parse_args(argv)
 
 

@@ -40,22 +40,10 @@ PEERS = ("transformer-lens", "nnsight")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(common.MODELS))
+    common.add_shared_arguments(parser, repeats=2)
     parser.add_argument("--peers", default=",".join(PEERS))
-    parser.add_argument("--n-texts", type=int, default=None,
-                        help=f"texts per model (default {common.DEFAULT_TEXTS})")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads, the same for every contender (default 1: on a "
-                        "shared machine, multi-threaded runs stall on busy cores)")
-    parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--peers-venv", default=str(DEFAULT_VENV),
                         help="virtual environment with transformer-lens and nnsight")
-    parser.add_argument("--workdir", default=None)
-    parser.add_argument("--tiny", action="store_true",
-                        help="a 2-layer stand-in for GPT-2 (checks the script, not the speed)")
     return parser.parse_args(argv)
 
 

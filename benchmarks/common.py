@@ -6,6 +6,7 @@ has no headact) can import it too.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -177,6 +178,26 @@ class Contender:
     @property
     def peak_rss_mb(self) -> float:
         return max(r.peak_rss_mb for r in self.runs)
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser, *, repeats: int) -> None:
+    """The options every CPU benchmark takes: models, texts, batching, repeats, threads."""
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated: minilm (all-MiniLM-L6-v2), gpt2 (GPT-2-small "
+                        "shape, random weights)")
+    parser.add_argument("--n-texts", type=int, default=None,
+                        help=f"texts per model (default {DEFAULT_TEXTS})")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads, the same for every contender (default 1: on a "
+                        "shared machine, multi-threaded runs stall on busy cores)")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the generated texts")
+    parser.add_argument("--workdir", default=None,
+                        help="keep texts, models and stores here (default: a temp dir, removed)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a 2-layer stand-in for GPT-2 (checks the script, not the speed)")
 
 
 def bench_env(threads: int) -> dict[str, str]:

@@ -206,17 +206,15 @@ def dump_model(
         writer = StoreWriter.create(out, plan, samples, metadata, overwrite=options.overwrite,
                                     token_ids=tokens.ids)
     try:
-        # Nothing after the last hooked projection's input is needed (not its output, not the
-        # MLP, not the layers above nor the final norm), so every forward stops there.
         return _run_blocks(model, writer, plan, tokens, lengths, projections, pad_id,
-                           forward_extra, options, device, stop_early=True)
+                           forward_extra, options, device)
     finally:
         writer.close()
 
 
 def _run_blocks(model, writer: StoreWriter, plan: StorePlan, tokens, lengths, projections,
-                pad_id: int, forward_extra: dict, options: DumpOptions, device: torch.device,
-                stop_early: bool) -> DumpResult:
+                pad_id: int, forward_extra: dict, options: DumpOptions,
+                device: torch.device) -> DumpResult:
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -228,7 +226,7 @@ def _run_blocks(model, writer: StoreWriter, plan: StorePlan, tokens, lengths, pr
     background = BackgroundBlockWriter(writer.write_block)
     try:
         counted = _run_todo(model, plan, todo, tokens, lengths, projections, pad_id,
-                            forward_extra, options, device, stop_early, background, bar, started)
+                            forward_extra, options, device, background, bar, started)
         background.close()  # waits for the last blocks; raises the writer's error, if any
     except KeyboardInterrupt:
         _close_quietly(background, bar)
@@ -272,7 +270,7 @@ def _run_blocks(model, writer: StoreWriter, plan: StorePlan, tokens, lengths, pr
 
 
 def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projections, pad_id: int,
-              forward_extra: dict, options: DumpOptions, device: torch.device, stop_early: bool,
+              forward_extra: dict, options: DumpOptions, device: torch.device,
               background: BackgroundBlockWriter, bar, started: float) -> int:
     """Run every unfinished block's batches and hand each finished block to the writer."""
     cuda = device.type == "cuda"
@@ -280,7 +278,9 @@ def _run_todo(model, plan: StorePlan, todo: list[int], tokens, lengths, projecti
     counted = 0
     raw = plan.raw
     collector = HeadStatsCollector(
-        projections, plan.heads, plan.sites, stop_after_last=stop_early,
+        # Nothing after the last hooked projection's input is needed (not its output, not the
+        # MLP, not the layers above nor the final norm), so every forward stops there.
+        projections, plan.heads, plan.sites, stop_after_last=True,
         raw_sites=raw.sites if raw else (), raw_layers=raw.layers if raw else (),
         raw_dtype=RAW_TORCH_DTYPES[raw.dtype] if raw else torch.float16,
     )

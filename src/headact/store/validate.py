@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -159,10 +158,3 @@ def _read(store: Store, name: str, rows: slice, problems: list[str]) -> np.ndarr
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         )
         return None
-
-
-def is_store_path(path: str | os.PathLike) -> bool:
-    """Whether the path exists and ends like a store."""
-    return Path(path).exists() and str(path).lower().rstrip("/").endswith(
-        (".zarr", ".zarr.zip", ".h5", ".hdf5")
-    )
